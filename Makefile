@@ -1,0 +1,45 @@
+# Everything a fresh machine needs: `make demo` (the main job) and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= ../shared/data/scifact
+WORK   ?= work
+NAME   := $(notdir $(abspath $(DATA)))
+
+.PHONY: venv demo test test-unit test-integration eval-docs clean
+
+venv: $(VENV)/.installed
+
+# torch first, pinned to the CPU wheel, so nothing later pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0'
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Build the BM25 index for $(DATA), run its test queries, evaluate.
+demo: venv
+	@mkdir -p $(WORK)
+	$(BIN)/ff-index build --corpus $(DATA) --index $(WORK)/$(NAME) --force
+	$(BIN)/ff-rank run --index $(WORK)/$(NAME) --queries $(DATA) --split test --k 1000 \
+		--out $(WORK)/$(NAME).bm25.trec --tag bm25
+	$(BIN)/ff-rank eval --qrels $(DATA) --split test $(WORK)/$(NAME).bm25.trec \
+		-m nDCG@10 -m R@100 -m R@1000 -m RR@10 -m AP
+
+# Unit tests and integration tests (the latter read ../shared/data).
+test: venv
+	$(BIN)/python -m pytest
+
+test-unit: venv
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: venv
+	$(BIN)/python -m pytest -m integration
+
+# Regenerate docs/evaluation.md from the shared collections.
+eval-docs: venv
+	$(BIN)/python docs/evaluation.py --data $(dir $(abspath $(DATA))) --work $(WORK)
+
+clean:
+	rm -rf $(WORK) .pytest_cache

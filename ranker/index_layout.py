@@ -1,0 +1,50 @@
+"""The on-disk layout of an index directory, and how to open its manifest.
+
+    <index>/manifest.json   what was built, from what, with which versions
+    <index>/lucene/         the Lucene BM25 index (Anserini, stored raw docs)
+
+``manifest.json`` is written last (and the directory renamed into place),
+so a directory without it is not a finished index.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ranker.errors import InputError
+
+MANIFEST = "manifest.json"
+LUCENE_DIR = "lucene"
+FORMAT = "ff-index"
+FORMAT_VERSION = 1
+
+
+def read_manifest(index_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``<index_dir>/manifest.json``; raise :class:`InputError` if it is not a usable index."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise InputError(f"{index_dir}: no such index directory")
+    path = index_dir / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{index_dir}: not an index (no {MANIFEST}; was its build interrupted?)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: corrupt manifest ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: not an {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{path}: format version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})"
+        )
+    return manifest
+
+
+def lucene_path(index_dir: str | Path) -> Path:
+    """Path of the Lucene index inside an index directory, checked to exist."""
+    path = Path(index_dir) / LUCENE_DIR
+    if not any(path.glob("segments_*")):
+        raise InputError(f"{path}: Lucene index is missing or incomplete")
+    return path

@@ -1,0 +1,97 @@
+"""Queries (topics) and BEIR directory resolution.
+
+Queries come as a DataFrame with PyTerrier's columns ``qid, query``.
+A BEIR directory holds ``queries.jsonl`` and ``qrels/<split>.tsv``; with a
+split, only the queries judged in that split are returned (in file order).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ranker.errors import InputError
+from ranker.textio import Source, is_literal, numbered_lines, source_name
+from ranker.trec import read_qrels
+
+
+def qrels_path(beir_dir: Path, split: str) -> Path:
+    """``<beir_dir>/qrels/<split>.tsv``, or an error listing the splits that exist."""
+    path = beir_dir / "qrels" / f"{split}.tsv"
+    if not path.exists():
+        splits = sorted(p.stem for p in (beir_dir / "qrels").glob("*.tsv"))
+        raise InputError(f"{path}: no such split; available: {', '.join(splits) or 'none'}")
+    return path
+
+
+def load_qrels(source: Source, split: str = "test") -> pd.DataFrame:
+    """Read qrels from a file or a BEIR directory's ``qrels/<split>.tsv``."""
+    if not is_literal(source) and Path(source).is_dir():
+        return read_qrels(qrels_path(Path(source), split))
+    return read_qrels(source)
+
+
+def read_queries(source: Source, split: str | None = None) -> pd.DataFrame:
+    """Read queries from a BEIR directory, a JSONL file or a TSV file (``qid<TAB>text``).
+
+    JSONL lines carry ``_id`` and ``text`` (BEIR) or ``qid`` and ``query``.
+    """
+    if not is_literal(source) and Path(source).is_dir():
+        beir_dir = Path(source)
+        queries = _read_queries_file(beir_dir / "queries.jsonl")
+        if split is None:
+            return queries
+        judged = set(read_qrels(qrels_path(beir_dir, split))["qid"])
+        queries = queries[queries["qid"].isin(judged)].reset_index(drop=True)
+        if queries.empty:
+            raise InputError(f"{beir_dir}: no queries of split {split!r} found in queries.jsonl")
+        return queries
+    return _read_queries_file(source)
+
+
+def _read_queries_file(source: Source) -> pd.DataFrame:
+    name = source_name(source)
+    as_jsonl = ".jsonl" in Path(name).suffixes or (is_literal(source) and str(source).lstrip().startswith("{"))
+    rows: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}
+    for line_no, line in numbered_lines(source):
+        if not line.strip():
+            continue
+        qid, text = _parse_jsonl_query(name, line_no, line) if as_jsonl else _parse_tsv_query(name, line_no, line)
+        if not qid or any(c.isspace() for c in qid):
+            raise InputError(f"{name}:{line_no}: query id {qid!r} is empty or contains whitespace")
+        if not text.strip():
+            raise InputError(f"{name}:{line_no}: query {qid!r} has empty text")
+        if qid in first_line:
+            raise InputError(f"{name}:{line_no}: duplicate query id {qid!r} (first on line {first_line[qid]})")
+        first_line[qid] = line_no
+        rows.append((qid, text))
+    if not rows:
+        raise InputError(f"{name}: no queries found")
+    return pd.DataFrame(rows, columns=["qid", "query"])
+
+
+def _parse_jsonl_query(name: str, line_no: int, line: str) -> tuple[str, str]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{name}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{name}:{line_no}: expected a JSON object")
+    id_field = "_id" if "_id" in record or "qid" not in record else "qid"
+    text_field = "text" if id_field == "_id" or "query" not in record else "query"
+    for field in (id_field, text_field):
+        if field not in record:
+            raise InputError(f"{name}:{line_no}: missing field {field!r}")
+        if not isinstance(record[field], str | int) or isinstance(record[field], bool):
+            raise InputError(f"{name}:{line_no}: field {field!r} must be a string")
+    return str(record[id_field]), str(record[text_field])
+
+
+def _parse_tsv_query(name: str, line_no: int, line: str) -> tuple[str, str]:
+    qid, sep, text = line.partition("\t")
+    if not sep:
+        raise InputError(f"{name}:{line_no}: expected 'qid<TAB>query text'")
+    return qid, text

@@ -1,0 +1,128 @@
+"""Readers and writers for TREC run and qrels files, and BEIR qrels TSVs.
+
+IDs are kept as strings, byte for byte; whitespace inside an ID cannot be
+represented in these formats and is reported as an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ranker.errors import InputError
+from ranker.textio import Source, numbered_lines, source_name
+
+QRELS_COLUMNS = ["qid", "docno", "label"]
+
+
+def read_run(source: Source) -> pd.DataFrame:
+    """Read a TREC run (``qid Q0 docno rank score tag``) into ``qid, docno, score`` (+ ``tag``)."""
+    name = source_name(source)
+    rows: list[tuple[str, str, float, str]] = []
+    for line_no, line in numbered_lines(source):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 6:
+            raise InputError(
+                f"{name}:{line_no}: expected 6 fields 'qid Q0 docno rank score tag', found {len(fields)}"
+            )
+        qid, _, docno, rank, score, tag = fields
+        try:
+            int(rank)
+        except ValueError:
+            raise InputError(f"{name}:{line_no}: rank {rank!r} is not an integer") from None
+        try:
+            value = float(score)
+        except ValueError:
+            raise InputError(f"{name}:{line_no}: score {score!r} is not a number") from None
+        rows.append((qid, docno, value, tag))
+    df = pd.DataFrame(rows, columns=["qid", "docno", "score", "tag"])
+    dup = df.duplicated(["qid", "docno"])
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise InputError(f"{name}: document {first['docno']!r} appears twice for query {first['qid']!r}")
+    return df
+
+
+def write_run(df: pd.DataFrame, path: str | Path, tag: str) -> None:
+    """Write ``qid, docno, rank, score`` rows as a TREC run file, atomically.
+
+    Scores are written with Python's shortest round-trip repr, so reading the
+    file back gives exactly the same floats.
+    """
+    _check_id_column(df["qid"], "query id")
+    _check_id_column(df["docno"], "document id")
+    if not tag or any(c.isspace() for c in tag):
+        raise InputError(f"run tag {tag!r} must be non-empty and contain no whitespace")
+    lines = [
+        f"{q} Q0 {d} {r} {s!r} {tag}\n"
+        for q, d, r, s in zip(df["qid"], df["docno"], df["rank"].tolist(), df["score"].tolist())
+    ]
+    atomic_write_text(Path(path), "".join(lines))
+
+
+def read_qrels(source: Source) -> pd.DataFrame:
+    """Read relevance judgements into ``qid, docno, label``.
+
+    Accepts TREC qrels (``qid iter docno label``) and BEIR TSV
+    (header ``query-id corpus-id score``); a ``.gz`` suffix works too.
+    """
+    name = source_name(source)
+    rows: list[tuple[str, str, int]] = []
+    beir = False
+    for line_no, line in numbered_lines(source):
+        if not line.strip():
+            continue
+        if line_no == 1 and line.split()[:2] == ["query-id", "corpus-id"]:
+            beir = True
+            continue
+        fields = line.split("\t") if beir else line.split()
+        if beir and len(fields) != 3:
+            raise InputError(f"{name}:{line_no}: expected 3 tab-separated fields 'query-id corpus-id score'")
+        if not beir and len(fields) != 4:
+            raise InputError(f"{name}:{line_no}: expected 4 fields 'qid iteration docno relevance', found {len(fields)}")
+        qid, docno, label = (fields[0], fields[1], fields[2]) if beir else (fields[0], fields[2], fields[3])
+        for what, value in (("query id", qid), ("document id", docno)):
+            if not value or any(c.isspace() for c in value):
+                raise InputError(f"{name}:{line_no}: {what} {value!r} is empty or contains whitespace")
+        try:
+            grade = int(label)
+        except ValueError:
+            raise InputError(f"{name}:{line_no}: relevance {label!r} is not an integer") from None
+        rows.append((qid, docno, grade))
+    if not rows:
+        raise InputError(f"{name}: no relevance judgements found")
+    return pd.DataFrame(rows, columns=QRELS_COLUMNS)
+
+
+def write_qrels(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``qid, docno, label`` rows as a TREC qrels file."""
+    _check_id_column(df["qid"], "query id")
+    _check_id_column(df["docno"], "document id")
+    lines = [f"{q} 0 {d} {int(g)}\n" for q, d, g in zip(df["qid"], df["docno"], df["label"])]
+    atomic_write_text(Path(path), "".join(lines))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename (gzip if ``.gz``)."""
+    import gzip
+
+    if path.parent and not path.parent.exists():
+        raise InputError(f"{path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        data = text.encode("utf-8")
+        with open(tmp, "wb") as handle:
+            handle.write(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_id_column(values: pd.Series, what: str) -> None:
+    bad = values[values.str.contains(r"\s", regex=True) | (values == "")]
+    if len(bad):
+        raise InputError(f"{what} {bad.iloc[0]!r} is empty or contains whitespace; TREC files cannot hold it")
