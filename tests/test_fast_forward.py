@@ -1,0 +1,141 @@
+"""Fast-Forward end to end on the tiny corpus: encoding (resumable), add-vectors, ranking, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from indexing.add_vectors import add_vectors
+from indexing.build import build_index
+from ranker.errors import InputError
+from ranker.fast_forward import FastForward
+from ranker.forward_index import ForwardIndex
+from ranker.topics import read_queries
+from tests.conftest import REPO, TINY_DOCS, write_beir
+
+pytestmark = pytest.mark.java
+
+
+@pytest.fixture(scope="module")
+def ff_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ff")
+    beir = write_beir(root / "tiny")
+    build_index(beir, root / "index", encoder="default", progress=False, shard_docs=2)
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def queries(tmp_path_factory):
+    return read_queries(write_beir(tmp_path_factory.mktemp("q") / "tiny"), split="test")
+
+
+def test_manifest_describes_the_vectors(ff_index):
+    manifest = json.loads((ff_index / "manifest.json").read_text())
+    assert manifest["vectors"]["documents"] == manifest["vectors"]["vectors"] == len(TINY_DOCS)
+    assert manifest["vectors"]["dim"] == 384 and manifest["vectors"]["similarity"] == "cosine"
+    assert manifest["vectors"]["encoder"]["fingerprint"].startswith("sha256:")
+    index = ForwardIndex.open(ff_index, verify=True)
+    assert list(index.doc_ids.astype(str)) == [d["_id"] for d in TINY_DOCS]
+    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_interrupted_encoding_resumes_to_identical_vectors(tmp_path, ff_index, monkeypatch):
+    beir = write_beir(tmp_path / "tiny")
+    import indexing.encoding as encoding
+
+    real = encoding.encode_texts
+    calls = {"n": 0}
+
+    def crash_on_second_shard(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during shard 2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(encoding, "encode_texts", crash_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(beir, tmp_path / "index", encoder="default", progress=False, shard_docs=2)
+    assert not (tmp_path / "index").exists()
+    shards = tmp_path / ".index.encode-shards"
+    assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.ids.json", "shard-00000.vectors.npy"]
+
+    monkeypatch.setattr(encoding, "encode_texts", real)
+    calls["n"] = 0
+    build_index(beir, tmp_path / "index", encoder="default", progress=False, shard_docs=2)
+    assert not shards.exists()
+    resumed = (tmp_path / "index" / "vectors" / "vectors.npy").read_bytes()
+    assert resumed == (ff_index / "vectors" / "vectors.npy").read_bytes()
+
+
+def test_ranking_interpolates_bm25_and_dense(ff_index, queries):
+    ff = FastForward.open(ff_index)
+    result = ff.rank(queries, k_s=10, alpha=0.5, normalization="minmax")
+    fused = result.fused.df
+    assert set(result.timings) == {"sparse", "encode", "dense", "fusion"}
+    assert fused[fused["qid"] == "q3"]["docno"].tolist() == ["4"]
+    top_q1 = fused[fused["qid"] == "q1"].iloc[0]
+    assert top_q1["docno"] == "007"
+    assert top_q1["score"] == pytest.approx(0.5 * top_q1["score_sparse"] + 0.5 * top_q1["score_dense"])
+    only_sparse = ff.rank(queries, k_s=10, alpha=1.0).fused
+    assert only_sparse.df["docno"].tolist() == result.sparse.df["docno"].tolist()
+    vectors = ff.encoder(["dense vector forward index"])
+    expected = float(vectors[0] @ ForwardIndex.open(ff_index).vectors_of("5")[0])
+    dense = result.dense.df.set_index(["qid", "docno"])["score"]
+    assert dense[("q1", "5")] == pytest.approx(expected, abs=1e-5)
+
+
+def test_encoder_mismatch_is_refused(ff_index, tmp_path):
+    copy = tmp_path / "index"
+    shutil.copytree(ff_index, copy)
+    manifest = json.loads((copy / "vectors" / "manifest.json").read_text())
+    manifest["encoder"]["fingerprint"] = "sha256:0000"
+    (copy / "vectors" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="this encoder differs from the one that built"):
+        FastForward.open(copy)
+    assert FastForward.open(copy, allow_encoder_mismatch=True).index.num_docs == len(TINY_DOCS)
+
+
+def test_bm25_only_index_has_no_forward_index(tiny_index):
+    with pytest.raises(InputError, match="has no forward index; build it with ff-index build --encoder"):
+        FastForward.open(tiny_index)
+
+
+def test_add_vectors_gives_the_same_ranking(ff_index, queries, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(ff_index, index)
+    shutil.rmtree(index / "vectors")
+    built = ForwardIndex.open(ff_index)
+    np.save(tmp_path / "vectors.npy", np.asarray(built.vectors))
+    (tmp_path / "ids.txt").write_text("".join(f"{d}\n" for d in built.doc_ids.astype(str)))
+    add_vectors(index, tmp_path / "vectors.npy", tmp_path / "ids.txt", "default", similarity="cosine")
+    again = FastForward.open(index).rank(queries, k_s=10).fused
+    assert again == FastForward.open(ff_index).rank(queries, k_s=10).fused
+    with pytest.raises(InputError, match="already exists; pass --force"):
+        add_vectors(index, tmp_path / "vectors.npy", tmp_path / "ids.txt", "default")
+    (tmp_path / "ids.txt").write_text("007\n5\n007\n3\n4\n")
+    with pytest.raises(InputError, match=r"ids.txt:3: rows of document '007' are not consecutive"):
+        add_vectors(index, tmp_path / "vectors.npy", tmp_path / "ids.txt", "default", force=True)
+    (tmp_path / "ids.txt").write_text("007\n5\n")
+    with pytest.raises(InputError, match=r"ids.txt: 2 IDs for 5 vectors"):
+        add_vectors(index, tmp_path / "vectors.npy", tmp_path / "ids.txt", "default", force=True)
+    assert FastForward.open(index).index.num_docs == len(TINY_DOCS)  # the failed calls changed nothing
+
+
+def test_cli_ff_run_with_profile(ff_index, tmp_path):
+    beir = write_beir(tmp_path / "tiny")
+    out = tmp_path / "ff.trec"
+    proc = subprocess.run([sys.executable, "-m", "ranker", "run", "--mode", "ff", "--index", str(ff_index),
+                           "--queries", str(beir), "--out", str(out), "--k", "10", "--profile", "--quiet"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()[:4]] == ["sparse", "encode", "dense", "fusion"]
+    assert out.read_text().splitlines()[0].startswith("q1 Q0 007 1 ")
+    proc = subprocess.run([sys.executable, "-m", "ranker", "run", "--mode", "ff", "--alpha", "1.5", "--index",
+                           str(ff_index), "--queries", str(beir), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr == "ff-rank: error: --alpha must lie in [0, 1], got 1.5\n"

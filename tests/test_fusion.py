@@ -1,0 +1,287 @@
+"""Score fusion: per-query normalisation, interpolation (with missing dense scores) and reciprocal rank fusion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ranker.fusion import interpolate, normalize, reciprocal_rank_fusion
+from ranker.ranking import Ranking
+
+# q1: "c" has no dense score; "x" is dense-only (not a sparse candidate) and must be ignored.
+SPARSE = Ranking.from_dict({"q1": {"a": 10.0, "b": 8.0, "c": 6.0}, "q2": {"a": 1.0, "d": 0.5}}, name="bm25")
+DENSE = Ranking.from_dict({"q1": {"a": 0.2, "b": 0.9, "x": 5.0}, "q2": {"a": -1.0, "d": 3.0},
+                           "q9": {"a": 1.0}}, name="dense")
+
+
+def rows(ranking: Ranking, *columns: str) -> list[tuple]:
+    return [tuple(r) for r in ranking.df[["qid", "docno", *columns]].itertuples(index=False)]
+
+
+# --- normalize -----------------------------------------------------------------------------------
+
+# Interleaved queries with different scales, and a non-default index that must be kept.
+SCORES = pd.Series([1.0, 10.0, 2.0, 5.0, 30.0, 3.0, 5.0], index=[7, 3, 9, 1, 0, 4, 2])
+QIDS = pd.Series(["q1", "q2", "q1", "q3", "q2", "q1", "q3"], index=[7, 3, 9, 1, 0, 4, 2])
+
+
+def test_normalize_none_is_identity():
+    out = normalize(SCORES, QIDS, "none")
+    assert out.tolist() == SCORES.tolist()
+    assert out.index.tolist() == SCORES.index.tolist()
+    assert out.dtype == np.float64
+
+
+def test_normalize_minmax_per_query():
+    out = normalize(SCORES, QIDS, "minmax")
+    # q1: 1, 2, 3 -> 0, 0.5, 1; q2: 10, 30 -> 0, 1; q3: 5, 5 -> 0, 0
+    assert out.tolist() == [0.0, 0.0, 0.5, 0.0, 1.0, 1.0, 0.0]
+    assert out.index.tolist() == SCORES.index.tolist()
+
+
+def test_normalize_zscore_per_query():
+    out = normalize(SCORES, QIDS, "zscore")
+    # q1: mean 2, population std sqrt(2/3); q2: mean 20, std 10; q3: all equal -> 0
+    z = 1 / math.sqrt(2 / 3)
+    assert out.tolist() == pytest.approx([-z, -1.0, 0.0, 0.0, 1.0, z, 0.0])
+    assert out.index.tolist() == SCORES.index.tolist()
+
+
+def test_normalize_integer_scores_and_single_document():
+    out = normalize(pd.Series([3, 7, 4]), pd.Series(["a", "a", "b"]), "minmax")
+    assert out.tolist() == [0.0, 1.0, 0.0]
+    assert normalize(pd.Series([4.5]), pd.Series(["b"]), "zscore").tolist() == [0.0]
+
+
+@pytest.mark.parametrize("method", ["l2", "MinMax", "", "max"])
+def test_normalize_unknown_method(method):
+    with pytest.raises(ValueError) as info:
+        normalize(SCORES, QIDS, method)
+    assert str(info.value) == f"unknown normalisation {method!r}; choose one of none, minmax, zscore"
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["q1", "q2", "q3"]), finite), min_size=1, max_size=30))
+def test_normalize_invariants(pairs):
+    qids = pd.Series([q for q, _ in pairs])
+    scores = pd.Series([s for _, s in pairs])
+    minmax = normalize(scores, qids, "minmax")
+    zscore = normalize(scores, qids, "zscore")
+    for q in set(qids):
+        mask = qids == q
+        group, mm, zs = scores[mask], minmax[mask], zscore[mask]
+        if group.nunique() == 1:
+            assert (mm == 0).all() and (zs == 0).all()
+            continue
+        assert mm.min() == 0.0 and mm.max() == 1.0
+        assert ((mm >= 0) & (mm <= 1)).all()
+        assert zs.mean() == pytest.approx(0.0, abs=1e-6)
+        # Both keep the order within the query.
+        order = np.argsort(group.to_numpy(), kind="stable")
+        assert (np.diff(mm.to_numpy()[order]) >= 0).all()
+        assert (np.diff(zs.to_numpy()[order]) >= -1e-12).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from([0.1, 1 / 3, 0.7, 123.456, -2.5, 1e-9, 0.0]), st.integers(1, 40))
+def test_normalize_all_equal_maps_to_zero(value, n):
+    for method in ("minmax", "zscore"):
+        assert normalize(pd.Series([value] * n), pd.Series(["q"] * n), method).tolist() == [0.0] * n
+
+
+# --- interpolate ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha, expected", [
+    # q1: c has no dense score -> the query's lowest dense score among its candidates, 0.2 (x is not a candidate)
+    (0.3, [("q1", "a", 3.14), ("q1", "b", 3.03), ("q1", "c", 1.94), ("q2", "d", 2.25), ("q2", "a", -0.4)]),
+    (1.0, [("q1", "a", 10.0), ("q1", "b", 8.0), ("q1", "c", 6.0), ("q2", "a", 1.0), ("q2", "d", 0.5)]),
+    # alpha 0: dense only; a and c tie at 0.2 -> docno order
+    (0.0, [("q1", "b", 0.9), ("q1", "a", 0.2), ("q1", "c", 0.2), ("q2", "d", 3.0), ("q2", "a", -1.0)]),
+])
+def test_interpolate_hand_computed(alpha, expected):
+    fused = interpolate(SPARSE, DENSE, alpha)
+    got = rows(fused, "score")
+    assert [(q, d) for q, d, _ in got] == [(q, d) for q, d, _ in expected]
+    assert [s for _, _, s in got] == pytest.approx([s for _, _, s in expected])
+    assert fused.df["rank"].tolist() == [1, 2, 3, 1, 2]
+    assert fused.name == "bm25+dense"
+
+
+def test_interpolate_keeps_components_and_only_sparse_candidates():
+    fused = interpolate(SPARSE, DENSE, 0.3)
+    assert list(fused.df.columns) == ["qid", "docno", "score", "rank", "score_sparse", "score_dense"]
+    assert sorted(rows(fused, "score_sparse", "score_dense")) == [
+        ("q1", "a", 10.0, 0.2), ("q1", "b", 8.0, 0.9), ("q1", "c", 6.0, 0.2),
+        ("q2", "a", 1.0, -1.0), ("q2", "d", 0.5, 3.0)]
+    # neither the dense-only document "x" nor the dense-only query "q9" appears
+    assert set(zip(fused.df["qid"], fused.df["docno"])) == set(zip(SPARSE.df["qid"], SPARSE.df["docno"]))
+
+
+def test_interpolate_drop_policy():
+    fused = interpolate(SPARSE, DENSE, 0.3, missing="drop")
+    got = rows(fused, "score")
+    assert [(q, d) for q, d, _ in got] == [("q1", "a"), ("q1", "b"), ("q2", "d"), ("q2", "a")]
+    assert [s for _, _, s in got] == pytest.approx([3.14, 3.03, 2.25, -0.4])
+    assert fused.df["rank"].tolist() == [1, 2, 1, 2]
+
+
+def test_interpolate_minmax():
+    fused = interpolate(SPARSE, DENSE, 0.3, normalization="minmax")
+    # q1 sparse 10, 8, 6 -> 1, 0.5, 0; dense 0.2, 0.9, (0.2) -> 0, 1, 0
+    # q2 sparse 1, 0.5 -> 1, 0; dense -1, 3 -> 0, 1
+    got = sorted(rows(fused, "score", "score_sparse", "score_dense"))
+    assert [r[:2] for r in got] == [("q1", "a"), ("q1", "b"), ("q1", "c"), ("q2", "a"), ("q2", "d")]
+    assert [r[2:] for r in got] == [
+        pytest.approx((0.3, 1.0, 0.0)), pytest.approx((0.85, 0.5, 1.0)), pytest.approx((0.0, 0.0, 0.0)),
+        pytest.approx((0.3, 1.0, 0.0)), pytest.approx((0.7, 0.0, 1.0))]
+    assert [d for q, d in zip(fused.df["qid"], fused.df["docno"]) if q == "q1"] == ["b", "a", "c"]
+
+
+def test_interpolate_zscore():
+    sparse = Ranking.from_dict({"q1": {"a": 3.0, "b": 1.0}, "q2": {"a": 100.0, "b": 100.0}})
+    dense = Ranking.from_dict({"q1": {"a": 0.0, "b": 4.0}, "q2": {"a": 7.0, "b": 9.0}})
+    fused = interpolate(sparse, dense, 0.3, normalization="zscore")
+    # q1 sparse -> 1, -1; dense -> -1, 1.  q2 sparse all equal -> 0, 0; dense -> -1, 1
+    assert sorted(rows(fused, "score", "score_sparse", "score_dense")) == [
+        ("q1", "a", pytest.approx(0.3 - 0.7), 1.0, -1.0), ("q1", "b", pytest.approx(-0.3 + 0.7), -1.0, 1.0),
+        ("q2", "a", pytest.approx(-0.7), 0.0, -1.0), ("q2", "b", pytest.approx(0.7), 0.0, 1.0)]
+
+
+def test_interpolate_minmax_with_a_missing_score_gets_the_lowest():
+    # the missing candidate gets the query's lowest dense score, which min-max maps to 0
+    sparse = Ranking.from_dict({"q1": {"a": 1.0, "b": 1.0, "c": 1.0}})
+    dense = Ranking.from_dict({"q1": {"a": 2.0, "b": 6.0}})
+    fused = interpolate(sparse, dense, 0.5, normalization="minmax")
+    assert sorted(rows(fused, "score_dense")) == [("q1", "a", 0.0), ("q1", "b", 1.0), ("q1", "c", 0.0)]
+
+
+def test_interpolate_query_without_any_dense_score():
+    sparse = Ranking.from_dict({"q1": {"a": 2.0, "b": 1.0}, "q2": {"a": 4.0}})
+    dense = Ranking.from_dict({"q2": {"a": 1.0}})
+    fused = interpolate(sparse, dense, 0.5)
+    assert sorted(rows(fused, "score", "score_dense")) == [("q1", "a", 1.0, 0.0), ("q1", "b", 0.5, 0.0),
+                                                           ("q2", "a", 2.5, 1.0)]
+    dropped = interpolate(sparse, dense, 0.5, missing="drop")
+    assert rows(dropped, "score") == [("q2", "a", 2.5)]
+
+
+def test_interpolate_empty_dense_ranking():
+    dense = Ranking(pd.DataFrame({"qid": [], "docno": [], "score": []}))
+    assert len(interpolate(SPARSE, dense, 0.5, missing="drop")) == 0
+    assert rows(interpolate(SPARSE, dense, 1.0), "score") == rows(SPARSE, "score")
+
+
+def test_ranking_interpolate_is_the_same():
+    for normalization in ("none", "minmax", "zscore"):
+        for missing in ("min", "drop"):
+            a = SPARSE.interpolate(DENSE, 0.3, normalization=normalization, missing=missing)
+            b = interpolate(SPARSE, DENSE, 0.3, normalization=normalization, missing=missing)
+            assert a == b
+            assert a.df.equals(b.df)
+    assert SPARSE.interpolate(DENSE, 0.3).name == "bm25+dense"
+
+
+def test_interpolate_default_names():
+    assert interpolate(Ranking.from_dict({"q": {"a": 1.0}}), Ranking.from_dict({"q": {"a": 1.0}}), 0.5).name \
+        == "sparse+dense"
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, 2, float("nan")])
+def test_interpolate_alpha_out_of_range(alpha):
+    with pytest.raises(ValueError) as info:
+        interpolate(SPARSE, DENSE, alpha)
+    assert str(info.value) == f"alpha must lie in [0, 1], got {alpha}"
+    with pytest.raises(ValueError, match=r"^alpha must lie in \[0, 1\]"):
+        SPARSE.interpolate(DENSE, alpha)
+
+
+@pytest.mark.parametrize("normalization", ["l2", "MINMAX", "min-max"])
+def test_interpolate_unknown_normalisation(normalization):
+    with pytest.raises(ValueError) as info:
+        interpolate(SPARSE, DENSE, 0.5, normalization=normalization)
+    assert str(info.value) == f"unknown normalisation {normalization!r}; choose one of none, minmax, zscore"
+
+
+@pytest.mark.parametrize("missing", ["zero", "max", "", "Min"])
+def test_interpolate_unknown_missing_policy(missing):
+    with pytest.raises(ValueError) as info:
+        interpolate(SPARSE, DENSE, 0.5, missing=missing)
+    assert str(info.value) == f"unknown missing-vector policy {missing!r}; choose one of min, drop"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.sampled_from(["d1", "d2", "d3", "d4", "d5"]), finite, min_size=1),
+       st.dictionaries(st.sampled_from(["d1", "d2", "d3", "d6"]), finite),
+       st.floats(0.0, 1.0), st.sampled_from(["none", "minmax", "zscore"]))
+def test_interpolate_keeps_exactly_the_sparse_candidates(sparse_scores, dense_scores, alpha, normalization):
+    sparse = Ranking.from_dict({"q": sparse_scores})
+    dense = Ranking.from_dict({"q": dense_scores}) if dense_scores else \
+        Ranking(pd.DataFrame({"qid": [], "docno": [], "score": []}))
+    fused = interpolate(sparse, dense, alpha, normalization=normalization)
+    assert sorted(fused.df["docno"]) == sorted(sparse_scores)
+    df = fused.df
+    assert df["score"].to_numpy() == pytest.approx(
+        (alpha * df["score_sparse"] + (1 - alpha) * df["score_dense"]).to_numpy())
+    dropped = interpolate(sparse, dense, alpha, normalization=normalization, missing="drop")
+    assert sorted(dropped.df["docno"]) == sorted(set(sparse_scores) & set(dense_scores))
+
+
+# --- reciprocal rank fusion ----------------------------------------------------------------------
+
+R1 = Ranking.from_dict({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"z": 1.0}})
+R2 = Ranking.from_dict({"q1": {"b": 9.0, "d": 8.0}})
+
+
+def test_rrf_weighted_hand_computed():
+    fused = reciprocal_rank_fusion([R1, R2], weights=[1.0, 0.5], k=60)
+    # b: rank 2 in R1, rank 1 in R2; a, c only in R1; d only in R2
+    expected = [("q1", "b", 1 / 62 + 0.5 / 61), ("q1", "a", 1 / 61), ("q1", "c", 1 / 63), ("q1", "d", 0.5 / 62),
+                ("q2", "z", 1 / 61)]
+    got = rows(fused, "score", "rank")
+    assert [(q, d) for q, d, _, _ in got] == [(q, d) for q, d, _ in expected]
+    assert [s for _, _, s, _ in got] == pytest.approx([s for _, _, s in expected], rel=1e-12)
+    assert [r for _, _, _, r in got] == [1, 2, 3, 4, 1]
+    assert fused.name == "rrf"
+
+
+def test_rrf_defaults_are_equal_weights_and_k_60():
+    fused = reciprocal_rank_fusion([R1, R2])
+    assert fused.scores_by_query()["q1"] == pytest.approx(
+        {"b": 1 / 62 + 1 / 61, "a": 1 / 61, "c": 1 / 63, "d": 1 / 62})
+    assert fused == reciprocal_rank_fusion([R1, R2], weights=[1, 1], k=60)
+
+
+def test_rrf_small_k_and_single_ranking():
+    fused = reciprocal_rank_fusion([R1], k=1)
+    assert fused.scores_by_query() == {"q1": {"a": 0.5, "b": 1 / 3, "c": 0.25}, "q2": {"z": 0.5}}
+
+
+def test_rrf_ignores_scores_only_ranks():
+    scaled = Ranking.from_dict({"q1": {"a": 3000.0, "b": -2.0, "c": -100.0}, "q2": {"z": 1e9}})
+    assert reciprocal_rank_fusion([scaled, R2]) == reciprocal_rank_fusion([R1, R2])
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([1.0], "2 rankings but 1 weights"),
+    ([1.0, 1.0, 1.0], "2 rankings but 3 weights"),
+    ([], "2 rankings but 0 weights"),
+])
+def test_rrf_weights_length_mismatch(weights, message):
+    with pytest.raises(ValueError) as info:
+        reciprocal_rank_fusion([R1, R2], weights=weights)
+    assert str(info.value) == message
+
+
+def test_rrf_needs_a_ranking():
+    with pytest.raises(ValueError) as info:
+        reciprocal_rank_fusion([])
+    assert str(info.value) == "reciprocal rank fusion needs at least one ranking"
