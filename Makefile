@@ -18,16 +18,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Build the BM25 + forward index for $(DATA), run its test queries with BM25 and with
-# Fast-Forward re-ranking, evaluate both side by side.
+# Build the BM25 + forward index for $(DATA), run its test queries three ways (BM25, exact dense
+# retrieval, Fast-Forward re-ranking) and print the three evaluations side by side.
 demo: venv
 	@mkdir -p $(WORK)
 	$(BIN)/ff-index build --corpus $(DATA) --index $(WORK)/$(NAME) --force
 	$(BIN)/ff-rank run --index $(WORK)/$(NAME) --queries $(DATA) --split test --k 1000 \
 		--out $(WORK)/$(NAME).bm25.trec --tag bm25
+	$(BIN)/ff-rank run --mode dense --index $(WORK)/$(NAME) --queries $(DATA) --split test --k 1000 \
+		--out $(WORK)/$(NAME).dense.trec --tag dense --quiet
 	$(BIN)/ff-rank run --mode ff --index $(WORK)/$(NAME) --queries $(DATA) --split test --k 1000 \
 		--out $(WORK)/$(NAME).ff.trec --tag ff --profile
-	$(BIN)/ff-rank eval --qrels $(DATA) --split test $(WORK)/$(NAME).bm25.trec $(WORK)/$(NAME).ff.trec \
+	$(BIN)/ff-rank eval --qrels $(DATA) --split test \
+		$(WORK)/$(NAME).bm25.trec $(WORK)/$(NAME).dense.trec $(WORK)/$(NAME).ff.trec \
 		-m nDCG@10 -m R@100 -m R@1000 -m RR@10 -m AP
 
 # Unit tests and integration tests (the latter read ../shared/data).

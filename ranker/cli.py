@@ -44,6 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("-m", "--measure", default="nDCG@10", help="measure to maximise (default: nDCG@10)")
     tune.add_argument("--steps", type=int, default=20, help="alpha grid: 0, 1/steps, ..., 1 (default: 20)")
     tune.add_argument("--plot", help="write the measure-vs-alpha plot to this PNG")
+    tune.add_argument("--csv", help="write the whole grid (normalisation, alpha, value) to this CSV")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_ff_options(tune, with_alpha=False)
 
@@ -61,10 +62,12 @@ def make_parser() -> argparse.ArgumentParser:
 def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True) -> None:
     group = parser.add_argument_group("Fast-Forward re-ranking")
     if with_alpha:
-        group.add_argument("--mode", choices=["bm25", "ff"], default="bm25",
-                           help="bm25: sparse only; ff: interpolate BM25 with the forward index (default: bm25)")
-        group.add_argument("--alpha", type=float, default=0.35,
-                           help="weight of the sparse score, in [0, 1] (default: 0.35, tuned on SciFact train with minmax)")
+        group.add_argument("--mode", choices=["bm25", "ff", "dense"], default="bm25",
+                           help="bm25: sparse only; ff: interpolate BM25 with the forward index; dense: exact "
+                                "dense-only retrieval with FAISS (default: bm25)")
+        group.add_argument("--alpha", default="0.35",
+                           help="weight of the sparse score in [0, 1], or 'auto' for the value ff-rank tune "
+                                "stored with the index (default: 0.35, tuned on SciFact train with minmax)")
     group.add_argument("--fusion", choices=["interpolate", "rrf"], default="interpolate",
                        help="interpolate scores, or weighted reciprocal-rank fusion (default: interpolate)")
     group.add_argument("--normalization", choices=["none", "minmax", "zscore"], default="minmax",
@@ -103,12 +106,13 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
-    if not 0 <= args.alpha <= 1:
-        raise InputError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    _resolve_alpha(args)
     queries = read_queries(args.queries, split=args.split)
     if args.mode == "bm25":
         ranking = BM25Searcher(args.index, k1=args.k1, b=args.b).search(
             queries, k=args.k, threads=args.threads, progress=not args.quiet)
+    elif args.mode == "dense":
+        ranking = _open_fast_forward(args).dense_search(queries, k=args.k)
     else:
         result = _open_fast_forward(args).rank(
             queries, k_s=args.k, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
@@ -124,9 +128,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_alpha(args: argparse.Namespace) -> None:
+    """Turn ``--alpha`` into a float; ``auto`` reads the setting ff-rank tune stored with the index."""
+    if args.alpha == "auto":
+        from ranker.tuning import read_tuned
+
+        tuned = read_tuned(args.index)
+        args.alpha, args.normalization, args.fusion = tuned["alpha"], tuned["normalization"], tuned["fusion"]
+        print(f"alpha {args.alpha} with {args.normalization} normalisation (tuned on {tuned['split']})")
+        return
+    try:
+        args.alpha = float(args.alpha)
+    except ValueError:
+        raise InputError(f"--alpha must be a number in [0, 1] or 'auto', got {args.alpha!r}") from None
+    if not 0 <= args.alpha <= 1:
+        raise InputError(f"--alpha must lie in [0, 1], got {args.alpha}")
+
+
 def _tune(args: argparse.Namespace) -> int:
     from ranker.topics import load_qrels, read_queries
-    from ranker.tuning import plot_sweep, sweep_alpha
+    import pandas as pd
+
+    from ranker.tuning import plot_sweep, sweep_alpha, write_tuned
 
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
@@ -134,14 +157,29 @@ def _tune(args: argparse.Namespace) -> int:
     qrels = load_qrels(args.queries, split=args.split)
     result = _open_fast_forward(args).rank(queries, k_s=1000, alpha=1.0, mode=args.ff_mode, threads=args.threads,
                                            progress=not args.quiet)
-    table = sweep_alpha(result.sparse, result.dense, qrels, args.measure, steps=args.steps,
-                        fusion=args.fusion, normalization=args.normalization, missing=args.missing)
-    for row in table.itertuples():
-        print(f"alpha={row.alpha:.3f}\t{args.measure}\t{row.value:.4f}")
-    best = table.loc[table["value"].idxmax()]
-    print(f"best alpha on {args.split}: {best['alpha']:.3f} ({args.measure} {best['value']:.4f})")
+    normalizations = ["none", "minmax", "zscore"] if args.fusion == "interpolate" else ["none"]
+    tables = []
+    for normalization in normalizations:
+        table = sweep_alpha(result.sparse, result.dense, qrels, args.measure, steps=args.steps,
+                            fusion=args.fusion, normalization=normalization, missing=args.missing)
+        tables.append(table.assign(normalization=normalization)[["normalization", "alpha", "value"]])
+    grid = pd.concat(tables, ignore_index=True)
+    for row in grid.itertuples():
+        print(f"{row.normalization}\talpha={row.alpha:.3f}\t{args.measure}\t{row.value:.4f}")
+    best = grid.loc[grid["value"].idxmax()]
+    setting = {"alpha": round(float(best["alpha"]), 6), "normalization": best["normalization"],
+               "fusion": args.fusion, "measure": args.measure, "value": float(best["value"]),
+               "split": args.split, "queries": str(args.queries), "missing": args.missing}
+    write_tuned(args.index, setting)
+    print(f"best on {args.split}: alpha {setting['alpha']:.3f}, {setting['normalization']} normalisation "
+          f"({args.measure} {setting['value']:.4f}); stored for --alpha auto")
+    if args.csv:
+        grid.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
     if args.plot:
-        plot_sweep(table, args.measure, args.plot, title=f"{args.index} ({args.split} split)")
+        best_table = grid[grid["normalization"] == setting["normalization"]]
+        plot_sweep(best_table, args.measure, args.plot,
+                   title=f"{args.index} ({args.split} split, {setting['normalization']} normalisation)")
         print(f"wrote {args.plot}")
     return 0
 

@@ -10,6 +10,7 @@ fingerprint (a hash of the model files) is checked against the manifest.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,18 +39,30 @@ class FastForwardResult:
 
 
 class QueryEncoder:
-    """Encodes queries with a sentence-transformers model (loaded once)."""
+    """Encodes queries with a sentence-transformers model (loaded once), caching repeated queries (LRU)."""
 
-    def __init__(self, model_dir: Path, normalize: bool) -> None:
+    def __init__(self, model_dir: Path, normalize: bool, cache_size: int = 4096) -> None:
         from indexing.encoding import load_encoder
 
         self.model = load_encoder(model_dir)
         self.normalize = normalize
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self.model.encode(list(texts), batch_size=64, convert_to_numpy=True,
-                                    normalize_embeddings=self.normalize, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        """Vectors for ``texts`` (float32, one row each); only unseen texts reach the model."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            vectors = self.model.encode(todo, batch_size=64, convert_to_numpy=True,
+                                        normalize_embeddings=self.normalize, show_progress_bar=False)
+            for text, vector in zip(todo, np.asarray(vectors, dtype=np.float32)):
+                self._cache[text] = vector
+        out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+        for text in texts:
+            self._cache.move_to_end(text)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
 
 
 class FastForward:
@@ -57,6 +70,7 @@ class FastForward:
 
     def __init__(self, sparse: BM25Searcher, index: ForwardIndex, encoder: QueryEncoder) -> None:
         self.sparse, self.index, self.encoder = sparse, index, encoder
+        self._dense: Any = None
 
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
@@ -79,10 +93,26 @@ class FastForward:
                              f"({recorded['name']}); query and document vectors would not match")
         return cls(sparse, index, QueryEncoder(model_dir, normalize=index.manifest["similarity"] == "cosine"))
 
+    def dense_search(self, queries: pd.DataFrame, k: int = 1000,
+                     query_vectors: np.ndarray | None = None) -> Ranking:
+        """Exact dense-only retrieval over the whole forward index (FAISS), the baseline to compare with."""
+        from ranker.dense import DenseSearcher
+
+        if self._dense is None:
+            self._dense = DenseSearcher(self.index)
+        if query_vectors is None:
+            query_vectors = self.encoder(queries["query"].astype(str).tolist())
+        return self._dense.search(queries["qid"].astype(str).tolist(), query_vectors, k=k)
+
     def rank(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
              fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
-             threads: int | None = None, progress: bool = False) -> FastForwardResult:
-        """Retrieve ``k_s`` BM25 candidates per query, score them densely, fuse."""
+             threads: int | None = None, progress: bool = False,
+             query_vectors: np.ndarray | None = None) -> FastForwardResult:
+        """Retrieve ``k_s`` BM25 candidates per query, score them densely, fuse.
+
+        ``query_vectors`` (one row per query) skips query encoding, for users
+        who encode queries themselves.
+        """
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
         timings: dict[str, float] = {}
@@ -91,7 +121,9 @@ class FastForward:
         timings["sparse"] = time.perf_counter() - start
         start = time.perf_counter()
         qids = queries["qid"].astype(str).tolist()
-        vectors = self.encoder(queries["query"].astype(str).tolist())
+        if query_vectors is not None and len(query_vectors) != len(qids):
+            raise ValueError(f"{len(query_vectors)} query vectors for {len(qids)} queries")
+        vectors = self.encoder(queries["query"].astype(str).tolist()) if query_vectors is None else query_vectors
         timings["encode"] = time.perf_counter() - start
         start = time.perf_counter()
         dense = self.index.score(sparse, qids, vectors, mode=mode)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+import os
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from ranker.errors import InputError
 from ranker.evaluation import evaluate
 from ranker.fusion import interpolate, reciprocal_rank_fusion
 from ranker.ranking import Ranking
@@ -55,3 +60,27 @@ def plot_sweep(table: pd.DataFrame, measure: str, path: str | Path, title: str =
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+TUNED_FILE = "tuning.json"
+
+
+def write_tuned(index_dir: str | Path, setting: dict[str, Any]) -> None:
+    """Store the tuned fusion setting with the index (``<index>/tuning.json``), atomically."""
+    path = Path(index_dir) / TUNED_FILE
+    staged = path.with_name(f".{TUNED_FILE}.tmp")
+    staged.write_text(json.dumps(setting, indent=2) + "\n", encoding="utf-8")
+    os.replace(staged, path)
+
+
+def read_tuned(index_dir: str | Path) -> dict[str, Any]:
+    """The setting stored by ``ff-rank tune``; an error if there is none."""
+    path = Path(index_dir) / TUNED_FILE
+    if not path.is_file():
+        raise InputError(f"{index_dir}: no tuned alpha stored; run ff-rank tune first or give --alpha")
+    try:
+        setting = json.loads(path.read_text(encoding="utf-8"))
+        float(setting["alpha"]), setting["normalization"], setting["fusion"], setting["split"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: corrupt tuning file; run ff-rank tune again") from None
+    return setting

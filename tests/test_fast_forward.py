@@ -139,3 +139,57 @@ def test_cli_ff_run_with_profile(ff_index, tmp_path):
                            str(ff_index), "--queries", str(beir), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr == "ff-rank: error: --alpha must lie in [0, 1], got 1.5\n"
+
+
+def test_exact_dense_search_matches_brute_force(ff_index, queries):
+    ff = FastForward.open(ff_index)
+    dense = ff.dense_search(queries, k=3)
+    vectors = ff.encoder(queries["query"].tolist())
+    index = ForwardIndex.open(ff_index)
+    scores = vectors @ np.asarray(index.vectors).T
+    for i, qid in enumerate(queries["qid"]):
+        top = np.argsort(-scores[i], kind="stable")[:3]
+        got = dense.df[dense.df["qid"] == qid]
+        assert got["docno"].tolist() == list(index.doc_ids[top].astype(str))
+        assert got["score"].to_numpy() == pytest.approx(scores[i][top], abs=1e-5)
+
+
+def test_query_cache_and_precomputed_query_vectors(ff_index, queries):
+    ff = FastForward.open(ff_index)
+    first = ff.encoder(["a query", "another", "a query"])
+    assert np.array_equal(first[0], first[2]) and len(ff.encoder._cache) == 2
+    ff.encoder.cache_size = 1
+    ff.encoder(["third"])
+    assert list(ff.encoder._cache) == ["third"]
+    given = ff.encoder(queries["query"].tolist())
+    with_given = ff.rank(queries, k_s=10, query_vectors=given).fused.df
+    encoded = ff.rank(queries, k_s=10).fused.df  # batch composition may move the last float bit
+    assert with_given["docno"].tolist() == encoded["docno"].tolist()
+    assert with_given["score"].to_numpy() == pytest.approx(encoded["score"].to_numpy(), abs=1e-6)
+    with pytest.raises(ValueError, match="1 query vectors for 3 queries"):
+        ff.rank(queries, k_s=10, query_vectors=given[:1])
+
+
+def test_tune_stores_alpha_for_auto(ff_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(ff_index, index)
+    beir = write_beir(tmp_path / "tiny")
+    out = tmp_path / "auto.trec"
+    base = [sys.executable, "-m", "ranker"]
+    proc = subprocess.run([*base, "run", "--mode", "ff", "--alpha", "auto", "--index", str(index), "--queries",
+                           str(beir), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no tuned alpha stored; run ff-rank tune first" in proc.stderr
+    proc = subprocess.run([*base, "tune", "--index", str(index), "--queries", str(beir), "--split", "test",
+                           "--steps", "4", "--csv", str(tmp_path / "grid.csv"), "--plot", str(tmp_path / "a.png"),
+                           "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    grid = (tmp_path / "grid.csv").read_text().splitlines()
+    assert grid[0] == "normalization,alpha,value" and len(grid) == 1 + 3 * 5
+    tuned = json.loads((index / "tuning.json").read_text())
+    assert tuned["split"] == "test" and tuned["value"] == max(float(r.split(",")[2]) for r in grid[1:])
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    proc = subprocess.run([*base, "run", "--mode", "ff", "--alpha", "auto", "--index", str(index), "--queries",
+                           str(beir), "--out", str(out), "--quiet"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"alpha {tuned['alpha']} with {tuned['normalization']} normalisation")
