@@ -8,14 +8,15 @@ duplicate ID, an ID with whitespace, an empty corpus.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ranker.errors import InputError
-from ranker.textio import Source, is_literal, numbered_lines, source_name
+from ranker.textio import Source, is_literal, numbered_lines, sha256_file, source_name
+
+file_checksum = sha256_file  # the corpus checksum recorded in index manifests
 
 BEIR_CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
 
@@ -76,15 +77,6 @@ def read_corpus(source: Source) -> Iterator[Document]:
 def count_documents(source: Source) -> int:
     """Count non-blank lines (for progress bars); no parsing."""
     return sum(1 for _, line in numbered_lines(corpus_file(source)) if line.strip())
-
-
-def file_checksum(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def _parse_json(name: str, line_no: int, line: str) -> Document:

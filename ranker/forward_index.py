@@ -15,7 +15,6 @@ vectorised binary search (no per-ID Python dict is ever built).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ranker.errors import InputError
+from ranker.textio import sha256_file
 
 if TYPE_CHECKING:
     from ranker.ranking import Ranking
@@ -37,15 +37,6 @@ ARRAYS = ("vectors", "doc_ids", "doc_offsets", "sorted_ids", "sorted_pos")
 MODES = ("maxp", "firstp", "avep", "passage")
 DTYPES = ("float32", "float16")
 PASSAGE_SEP = "#"
-
-
-def sha256_file(path: Path) -> str:
-    """``sha256:<hex>`` of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def encode_ids(ids: Sequence[str]) -> np.ndarray:

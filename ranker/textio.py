@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,3 +55,12 @@ def numbered_lines(source: Source) -> Iterator[tuple[int, str]]:
                 yield line_no, line.rstrip("\r\n")
         except (OSError, EOFError) as err:
             raise InputError(f"{name}:{line_no + 1}: cannot read ({err})") from None
+
+
+def sha256_file(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
