@@ -25,9 +25,7 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--queries", required=True, help="BEIR directory, queries JSONL or TSV (qid<TAB>text)")
     run.add_argument("--split", default="test", help="BEIR split whose judged queries to run (default: test)")
     run.add_argument("--k", type=int, default=1000, help="results per query (default: 1000)")
-    run.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default: 0.9)")
-    run.add_argument("--b", type=float, default=0.4, help="BM25 b (default: 0.4)")
-    run.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
+    _add_bm25_options(run)
     run.add_argument("--out", required=True, help="run file to write (.gz works)")
     run.add_argument("--tag", default="bm25", help="run tag, the last column (default: bm25)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -38,9 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--index", required=True, help="index directory with a forward index")
     tune.add_argument("--queries", required=True, help="BEIR directory (queries and qrels)")
     tune.add_argument("--split", default="train", help="split to tune on (default: train)")
-    tune.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default: 0.9)")
-    tune.add_argument("--b", type=float, default=0.4, help="BM25 b (default: 0.4)")
-    tune.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
+    _add_bm25_options(tune)
     tune.add_argument("-m", "--measure", default="nDCG@10", help="measure to maximise (default: nDCG@10)")
     tune.add_argument("--steps", type=int, default=20, help="alpha grid: 0, 1/steps, ..., 1 (default: 20)")
     tune.add_argument("--plot", help="write the measure-vs-alpha plot to this PNG")
@@ -57,6 +53,12 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-query", action="store_true", help="also print one line per query")
     ev.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_bm25_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default: 0.9)")
+    parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default: 0.4)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
 
 
 def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True) -> None:

@@ -15,7 +15,6 @@ vectorised binary search (no per-ID Python dict is ever built).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ranker.errors import InputError
+from ranker.index_layout import load_manifest
 from ranker.textio import sha256_file
 
 if TYPE_CHECKING:
@@ -218,12 +218,7 @@ class ForwardIndex:
 def read_forward_manifest(path: Path) -> dict[str, Any]:
     """Read and check a forward index's ``manifest.json``."""
     file = path / MANIFEST
-    if not file.is_file():
-        raise InputError(f"{path}: not a forward index (no {MANIFEST}; was its build interrupted?)")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{file}: corrupt manifest ({err})") from None
+    manifest = load_manifest(file, what="a forward index")
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
         raise InputError(f"{file}: not a forward-index manifest")
     if manifest.get("version") != VERSION:

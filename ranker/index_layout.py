@@ -27,18 +27,24 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
     if not index_dir.is_dir():
         raise InputError(f"{index_dir}: no such index directory")
     path = index_dir / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{index_dir}: not an index (no {MANIFEST}; was its build interrupted?)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: corrupt manifest ({err})") from None
+    manifest = load_manifest(path, what="an index")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path}: not an {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(
             f"{path}: format version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})"
         )
+    return manifest
+
+
+def load_manifest(path: Path, what: str) -> Any:
+    """Parse a ``manifest.json``; a missing file means ``path.parent`` is not ``what`` (or its build died)."""
+    if not path.is_file():
+        raise InputError(f"{path.parent}: not {what} (no {path.name}; was its build interrupted?)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: corrupt manifest ({err})") from None
     return manifest
 
 
