@@ -6,7 +6,7 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv demo test test-unit test-integration eval-docs clean
+.PHONY: venv demo test test-unit test-integration eval-docs bench-reference clean
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,19 @@ test-integration: venv
 # Regenerate docs/evaluation.md (tables) and docs/alpha-*.png (plots) from the shared collections.
 eval-docs: venv
 	$(BIN)/python docs/evaluation.py --data $(dir $(abspath $(DATA))) --work $(WORK)
+
+# Latency against the reference implementation, installed in its own environment (it pins numpy<2).
+REF_VENV ?= .venv-ffref
+$(REF_VENV)/.installed:
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(REF_VENV)/bin/python -m pip install --quiet 'torch==2.13.0'
+	$(REF_VENV)/bin/python -m pip install --quiet 'fast-forward-indexes==0.8.0'
+	touch $@
+
+bench-reference: venv $(REF_VENV)/.installed
+	$(BIN)/python benchmarks/ff_vs_reference.py --data $(DATA) --index $(WORK)/$(NAME) \
+		--reference-python $(REF_VENV)/bin/python
 
 clean:
 	rm -rf $(WORK) .pytest_cache

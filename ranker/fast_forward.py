@@ -38,6 +38,16 @@ class FastForwardResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Reranked:
+    """One query re-ranked: candidates best first, with the fused score and its two components."""
+
+    docnos: list[str]
+    score: np.ndarray
+    score_sparse: np.ndarray
+    score_dense: np.ndarray
+
+
 class QueryEncoder:
     """Encodes queries with a sentence-transformers model (loaded once), caching repeated queries (LRU)."""
 
@@ -135,6 +145,26 @@ class FastForward:
             fused = interpolate(sparse, dense, alpha, normalization=normalization, missing=missing)
         timings["fusion"] = time.perf_counter() - start
         return FastForwardResult(sparse, dense, fused, timings)
+
+    def rerank(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
+               alpha: float = 0.35, normalization: str = "minmax", mode: str = "maxp",
+               missing: str = "min") -> Reranked:
+        """Re-rank one query's candidates with numpy alone (the low-latency path used per request).
+
+        Gives the scores of :meth:`rank` for that query (up to float32 rounding); ties are broken by ``docno``.
+        """
+        from ranker.fusion import interpolate_arrays
+
+        dense = self.index.score_pairs(np.asarray(query_vector, dtype=np.float32).reshape(1, -1),
+                                       np.zeros(len(docnos), dtype=np.int64), docnos, mode=mode)
+        keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
+        kept = np.asarray(docnos, dtype=object)
+        if len(keep) < len(kept):
+            kept = kept[keep]
+        order = np.argsort(-fused, kind="stable")
+        if len(order) > 1 and (np.diff(fused[order]) == 0).any():  # ties: break them by docno
+            order = np.lexsort((kept.astype(str), -fused))
+        return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order])
 
     def describe(self) -> dict[str, Any]:
         """What this pipeline serves (for logs and the API)."""

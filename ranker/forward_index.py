@@ -119,11 +119,7 @@ class ForwardIndex:
         if n == 0 or self.num_docs == 0:
             nothing = np.zeros(n, dtype=np.int64)
             return Lookup(np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), nothing, nothing.copy())
-        width = self._sorted_ids.dtype.itemsize
-        encoded = [d.encode("utf-8") for d in docnos]
-        # Too long to be stored, or holding NUL (which fixed-width bytes would silently drop): never a match.
-        fits = np.fromiter((len(e) <= width and b"\x00" not in e for e in encoded), dtype=bool, count=n)
-        keys = np.array([e if f else b"" for e, f in zip(encoded, fits)], dtype=self._sorted_ids.dtype)
+        keys, fits = self._keys(docnos)
         at = np.minimum(np.searchsorted(self._sorted_ids, keys), self.num_docs - 1)
         found = fits & (self._sorted_ids[at] == keys)
         doc = np.where(found, self._sorted_pos[at], -1).astype(np.int64)
@@ -131,6 +127,25 @@ class ForwardIndex:
         start = np.where(found, self.doc_offsets[safe], 0).astype(np.int64)
         count = np.where(found, self.doc_offsets[safe + 1] - self.doc_offsets[safe], 0).astype(np.int64)
         return Lookup(found, doc, start, count)
+
+    def _keys(self, docnos: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """IDs as search keys of the stored width, and a mask of those that can match at all.
+
+        An ID longer than every stored ID, or holding NUL (which fixed-width
+        bytes would silently drop), never matches.
+        """
+        width = self._sorted_ids.dtype.itemsize
+        if "\x00" not in "".join(docnos):  # fast path for ASCII IDs: no per-ID Python work
+            text = np.array(docnos, dtype=str)
+            chars = text.dtype.itemsize // 4
+            codes = text.view(np.uint32).reshape(len(text), chars)
+            if chars <= width and (codes.size == 0 or codes.max() < 128):
+                keys = codes.astype(np.uint8).view(f"S{chars}").ravel().astype(self._sorted_ids.dtype)
+                return keys, np.ones(len(text), dtype=bool)
+        encoded = [d.encode("utf-8") for d in docnos]
+        fits = np.fromiter((len(e) <= width and b"\x00" not in e for e in encoded), dtype=bool, count=len(encoded))
+        keys = np.array([e if f else b"" for e, f in zip(encoded, fits)], dtype=self._sorted_ids.dtype)
+        return keys, fits
 
     def vectors_of(self, docno: str) -> np.ndarray:
         """All vectors of one document (float32, shape (passages, dim)); ``KeyError`` if absent."""
@@ -161,14 +176,16 @@ class ForwardIndex:
         if not hit.found.any():
             return scores
         pairs = np.flatnonzero(hit.found)
-        counts = hit.count[pairs] if mode != "firstp" else np.ones(len(pairs), dtype=np.int64)
+        counts = hit.count[pairs]
+        if mode == "firstp" or self.num_vectors == self.num_docs:  # one row per candidate: no aggregation
+            scores[pairs] = self._dot(query_vectors, query_index[pairs], hit.start[pairs])
+            return scores
         seg_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
         rows = np.repeat(hit.start[pairs] - seg_start, counts) + np.arange(counts.sum())
-        q_rows = np.repeat(query_index[pairs], counts)
-        row_scores = self._dot(query_vectors, q_rows, rows)
+        row_scores = self._dot(query_vectors, np.repeat(query_index[pairs], counts), rows)
         if mode == "avep":
             scores[pairs] = np.add.reduceat(row_scores, seg_start) / counts
-        else:  # maxp, or firstp where every segment has length one
+        else:  # maxp
             scores[pairs] = np.maximum.reduceat(row_scores, seg_start)
         return scores
 
@@ -207,12 +224,10 @@ class ForwardIndex:
         return scores
 
     def _dot(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        # Reading rows in ascending order is kinder to the page cache of a memory-mapped file.
-        order = np.argsort(rows, kind="stable")
-        docs = np.asarray(self.vectors[rows[order]], dtype=np.float32)
-        out = np.empty(len(rows), dtype=np.float32)
-        out[order] = np.einsum("ij,ij->i", docs, query_vectors[q_rows[order]])
-        return out
+        docs = np.asarray(self.vectors[rows], dtype=np.float32)
+        if len(q_rows) and (q_rows == q_rows[0]).all():  # a single query: one matrix-vector product
+            return docs @ query_vectors[q_rows[0]]
+        return np.einsum("ij,ij->i", docs, query_vectors[q_rows])
 
 
 def read_forward_manifest(path: Path) -> dict[str, Any]:

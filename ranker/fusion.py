@@ -37,6 +37,44 @@ def normalize(scores: pd.Series, qids: pd.Series, method: str) -> pd.Series:
     return pd.Series(np.where(sd > 0, (scores - mean).to_numpy() / np.where(sd > 0, sd, 1), 0.0), index=scores.index)
 
 
+def normalize_array(scores: np.ndarray, method: str) -> np.ndarray:
+    """:func:`normalize` for the scores of a single query (a 1-d array)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if method == "none" or len(scores) == 0:
+        return scores
+    if method == "minmax":
+        span = scores.max() - scores.min()
+        return (scores - scores.min()) / span if span > 0 else np.zeros_like(scores)
+    if method == "zscore":
+        std = scores.std()
+        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+    raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALIZATIONS)}")
+
+
+def interpolate_arrays(sparse: np.ndarray, dense: np.ndarray, alpha: float, normalization: str = "none",
+                       missing: str = "min") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One query's :func:`interpolate` on aligned arrays (``nan`` in ``dense`` = no vector).
+
+    Returns ``(keep, fused, sparse, dense)``: the indices of the candidates
+    kept (all of them unless ``missing="drop"``) and their scores, after
+    normalisation, in candidate order.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"unknown missing-vector policy {missing!r}; choose one of {', '.join(MISSING_POLICIES)}")
+    dense = np.asarray(dense, dtype=np.float64)
+    absent = np.isnan(dense)
+    if missing == "drop":
+        keep = np.flatnonzero(~absent)
+    else:
+        keep = np.arange(len(dense))
+        dense = np.where(absent, dense[~absent].min() if (~absent).any() else 0.0, dense)
+    sparse_n = normalize_array(np.asarray(sparse, dtype=np.float64)[keep], normalization)
+    dense_n = normalize_array(dense[keep], normalization)
+    return keep, alpha * sparse_n + (1.0 - alpha) * dense_n, sparse_n, dense_n
+
+
 def interpolate(sparse: Ranking, dense: Ranking, alpha: float, normalization: str = "none",
                 missing: str = "min") -> Ranking:
     """``alpha * sparse + (1 - alpha) * dense`` over the sparse ranking's candidates.

@@ -193,3 +193,21 @@ def test_tune_stores_alpha_for_auto(ff_index, tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"alpha {tuned['alpha']} with {tuned['normalization']} normalisation")
+
+
+def test_single_query_rerank_matches_batch_ranking(ff_index, queries):
+    ff = FastForward.open(ff_index)
+    for normalization, missing in (("minmax", "min"), ("zscore", "drop"), ("none", "min")):
+        batch = ff.rank(queries, k_s=10, alpha=0.3, normalization=normalization, missing=missing)
+        vectors = ff.encoder(queries["query"].tolist())
+        sparse = batch.sparse.df
+        for i, qid in enumerate(queries["qid"]):
+            cands = sparse[sparse["qid"] == qid]
+            one = ff.rerank(vectors[i], cands["docno"].tolist(), cands["score"].to_numpy(), alpha=0.3,
+                            normalization=normalization, missing=missing)
+            expected = batch.fused.df[batch.fused.df["qid"] == qid]
+            assert one.docnos == expected["docno"].tolist()
+            assert one.score == pytest.approx(expected["score"].to_numpy(), abs=1e-6)  # float32 dot products
+            assert one.score_dense == pytest.approx(expected["score_dense"].to_numpy(), abs=1e-6)
+    with_unknown = ff.rerank(vectors[0], ["007", "no-such-doc"], np.array([2.0, 1.0]), alpha=0.5, missing="drop")
+    assert with_unknown.docnos == ["007"]
