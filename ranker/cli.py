@@ -35,6 +35,7 @@ def make_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help="sweep alpha on a split, print the table and plot it")
     tune.add_argument("--index", required=True, help="index directory with a forward index")
     tune.add_argument("--queries", required=True, help="BEIR directory (queries and qrels)")
+    tune.add_argument("--qrels", help="qrels file or BEIR directory (default: the --queries directory)")
     tune.add_argument("--split", default="train", help="split to tune on (default: train)")
     _add_bm25_options(tune)
     tune.add_argument("-m", "--measure", default="nDCG@10", help="measure to maximise (default: nDCG@10)")
@@ -156,7 +157,7 @@ def _tune(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     queries = read_queries(args.queries, split=args.split)
-    qrels = load_qrels(args.queries, split=args.split)
+    qrels = load_qrels(args.qrels or args.queries, split=args.split)
     result = _open_fast_forward(args).rank(queries, k_s=1000, alpha=1.0, mode=args.ff_mode, threads=args.threads,
                                            progress=not args.quiet)
     normalizations = ["none", "minmax", "zscore"] if args.fusion == "interpolate" else ["none"]
