@@ -48,7 +48,8 @@ def _configure(heap: str) -> None:
     options = [o for o in jnius_config.get_options() if not any(u in o for u in _UNSUPPORTED_OPTIONS)]
     if not any(o.startswith("-Xmx") for o in options):
         options.append(f"-Xmx{heap}")
-    options += ["--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"]
+    # -Xrs: leave SIGTERM/SIGINT to Python (servers must shut down cleanly).
+    options += ["-Xrs", "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"]
     jnius_config.set_options(*options)
     jar = str(anserini_jar())
     if jar not in (jnius_config.classpath or []):

@@ -65,9 +65,15 @@ def _add_bm25_options(parser: argparse.ArgumentParser) -> None:
 def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True) -> None:
     group = parser.add_argument_group("Fast-Forward re-ranking")
     if with_alpha:
-        group.add_argument("--mode", choices=["bm25", "ff", "dense"], default="bm25",
+        group.add_argument("--mode", choices=["bm25", "ff", "dense", "hybrid"], default="bm25",
                            help="bm25: sparse only; ff: interpolate BM25 with the forward index; dense: exact "
-                                "dense-only retrieval with FAISS (default: bm25)")
+                                "dense-only retrieval with FAISS; hybrid: ff over BM25's candidates plus the "
+                                "top --dense-k dense ones (default: bm25)")
+        group.add_argument("--dense-k", type=int, default=100,
+                           help="dense candidates added per query in hybrid mode (default: 100)")
+        group.add_argument("--early-stop", type=int, metavar="K",
+                           help="return only the top K per query, exactly, skipping vector look-ups that cannot "
+                                "change it (needs --normalization none)")
         group.add_argument("--alpha", default="0.35",
                            help="weight of the sparse score in [0, 1], or 'auto' for the value ff-rank tune "
                                 "stored with the index (default: 0.35, tuned on SciFact train with minmax)")
@@ -117,10 +123,23 @@ def _run(args: argparse.Namespace) -> int:
     elif args.mode == "dense":
         ranking = _open_fast_forward(args).dense_search(queries, k=args.k)
     else:
+        if args.early_stop is not None:
+            if args.early_stop < 1:
+                raise InputError(f"--early-stop must be at least 1, got {args.early_stop}")
+            if args.normalization != "none":
+                raise InputError("--early-stop needs --normalization none (a normalised score depends on "
+                                 "every candidate)")
+            args.missing = "drop"
+        if args.mode == "hybrid" and args.dense_k < 1:
+            raise InputError(f"--dense-k must be at least 1, got {args.dense_k}")
         result = _open_fast_forward(args).rank(
             queries, k_s=args.k, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
-            normalization=args.normalization, missing=args.missing, threads=args.threads, progress=not args.quiet)
+            normalization=args.normalization, missing=args.missing, threads=args.threads, progress=not args.quiet,
+            dense_k=args.dense_k if args.mode == "hybrid" else 0, early_stop=args.early_stop)
         ranking = result.fused
+        if args.early_stop is not None:
+            print(f"early stopping at {args.early_stop}: {result.looked_up / len(queries):.1f} vector look-ups "
+                  f"per query instead of {len(result.sparse) / len(queries):.1f}")
         if args.profile:
             total = sum(result.timings.values())
             for stage, seconds in result.timings.items():

@@ -9,6 +9,7 @@ fingerprint (a hash of the model files) is checked against the manifest.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ class FastForwardResult:
     dense: Ranking
     fused: Ranking
     timings: dict[str, float] = field(default_factory=dict)
+    looked_up: int = 0  # vector look-ups (candidates scored densely), over all queries
 
 
 @dataclass
@@ -46,10 +48,16 @@ class Reranked:
     score: np.ndarray
     score_sparse: np.ndarray
     score_dense: np.ndarray
+    looked_up: int = 0  # candidates whose vectors were looked up
 
 
 class QueryEncoder:
-    """Encodes queries with a sentence-transformers model (loaded once), caching repeated queries (LRU)."""
+    """Encodes queries with a sentence-transformers model (loaded once), caching repeated queries (LRU).
+
+    Each query is encoded on its own, so its vector never depends on which
+    other queries shared a batch (padding changes the last bits); safe to call
+    from several threads.
+    """
 
     def __init__(self, model_dir: Path, normalize: bool, cache_size: int = 4096) -> None:
         from indexing.encoding import load_encoder
@@ -58,20 +66,20 @@ class QueryEncoder:
         self.normalize = normalize
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` (float32, one row each); only unseen texts reach the model."""
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            vectors = self.model.encode(todo, batch_size=64, convert_to_numpy=True,
-                                        normalize_embeddings=self.normalize, show_progress_bar=False)
-            for text, vector in zip(todo, np.asarray(vectors, dtype=np.float32)):
-                self._cache[text] = vector
-        out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
-        for text in texts:
-            self._cache.move_to_end(text)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            for text in dict.fromkeys(t for t in texts if t not in self._cache):
+                vector = self.model.encode([text], convert_to_numpy=True, normalize_embeddings=self.normalize,
+                                           show_progress_bar=False)[0]
+                self._cache[text] = np.asarray(vector, dtype=np.float32)
+            out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+            for text in texts:
+                self._cache.move_to_end(text)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return out
 
 
@@ -81,6 +89,8 @@ class FastForward:
     def __init__(self, sparse: BM25Searcher, index: ForwardIndex, encoder: QueryEncoder) -> None:
         self.sparse, self.index, self.encoder = sparse, index, encoder
         self._dense: Any = None
+        self._dense_lock = threading.Lock()
+        self._max_norm: float | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
@@ -108,23 +118,29 @@ class FastForward:
         """Exact dense-only retrieval over the whole forward index (FAISS), the baseline to compare with."""
         from ranker.dense import DenseSearcher
 
-        if self._dense is None:
-            self._dense = DenseSearcher(self.index)
+        with self._dense_lock:
+            if self._dense is None:
+                self._dense = DenseSearcher(self.index)
         if query_vectors is None:
             query_vectors = self.encoder(queries["query"].astype(str).tolist())
         return self._dense.search(queries["qid"].astype(str).tolist(), query_vectors, k=k)
 
     def rank(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
              fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
-             threads: int | None = None, progress: bool = False,
-             query_vectors: np.ndarray | None = None) -> FastForwardResult:
+             threads: int | None = None, progress: bool = False, query_vectors: np.ndarray | None = None,
+             dense_k: int = 0, early_stop: int | None = None) -> FastForwardResult:
         """Retrieve ``k_s`` BM25 candidates per query, score them densely, fuse.
 
         ``query_vectors`` (one row per query) skips query encoding, for users
-        who encode queries themselves.
+        who encode queries themselves. ``dense_k > 0`` (hybrid) adds each
+        query's top ``dense_k`` documents by exact dense search to the
+        candidates; those BM25 did not return get a BM25 score of 0. ``early_stop=k`` returns only the top k per query, exactly,
+        looking up as few vectors as possible (see :meth:`rerank`).
         """
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if early_stop is not None and fusion != "interpolate":
+            raise ValueError("early stopping works with interpolation only")
         timings: dict[str, float] = {}
         start = time.perf_counter()
         sparse = self.sparse.search(queries, k=k_s, threads=threads, progress=progress)
@@ -135,6 +151,13 @@ class FastForward:
             raise ValueError(f"{len(query_vectors)} query vectors for {len(qids)} queries")
         vectors = self.encoder(queries["query"].astype(str).tolist()) if query_vectors is None else query_vectors
         timings["encode"] = time.perf_counter() - start
+        if dense_k > 0:
+            start = time.perf_counter()
+            sparse = self._add_dense_candidates(queries, sparse, vectors, dense_k)
+            timings["dense_candidates"] = time.perf_counter() - start
+        if early_stop is not None:
+            return self._rank_early_stop(qids, sparse, vectors, alpha, normalization, mode, missing, early_stop,
+                                         timings)
         start = time.perf_counter()
         dense = self.index.score(sparse, qids, vectors, mode=mode)
         timings["dense"] = time.perf_counter() - start
@@ -144,17 +167,66 @@ class FastForward:
         else:
             fused = interpolate(sparse, dense, alpha, normalization=normalization, missing=missing)
         timings["fusion"] = time.perf_counter() - start
-        return FastForwardResult(sparse, dense, fused, timings)
+        return FastForwardResult(sparse, dense, fused, timings, looked_up=len(sparse))
+
+    def _add_dense_candidates(self, queries: pd.DataFrame, sparse: Ranking, vectors: np.ndarray,
+                              dense_k: int) -> Ranking:
+        """BM25's candidates plus the top ``dense_k`` dense ones.
+
+        A document BM25 did not return has a BM25 score between 0 and that of
+        BM25's last candidate; it gets 0, the lower bound (and the true score
+        when it shares no term with the query).
+        """
+        extra = self.dense_search(queries, k=dense_k, query_vectors=vectors).df[["qid", "docno"]]
+        pool = sparse.df[["qid", "docno", "score"]].merge(extra, on=["qid", "docno"], how="outer")
+        pool["score"] = pool["score"].fillna(0.0)
+        return Ranking(pool, name=sparse.name)
+
+    def _rank_early_stop(self, qids: list[str], sparse: Ranking, vectors: np.ndarray, alpha: float,
+                         normalization: str, mode: str, missing: str, k: int,
+                         timings: dict[str, float]) -> FastForwardResult:
+        start = time.perf_counter()
+        groups = {q: g for q, g in sparse.df.groupby("qid", sort=False)}
+        fused_rows, dense_rows, looked_up = [], [], 0
+        for i, qid in enumerate(qids):
+            if qid not in groups:
+                continue
+            group = groups[qid]
+            top = self.rerank(vectors[i], group["docno"].tolist(), group["score"].to_numpy(), alpha=alpha,
+                              normalization=normalization, mode=mode, missing=missing, early_stop=k)
+            looked_up += top.looked_up
+            fused_rows.append(pd.DataFrame({"qid": qid, "docno": top.docnos, "score": top.score,
+                                            "score_sparse": top.score_sparse, "score_dense": top.score_dense}))
+            dense_rows.append(pd.DataFrame({"qid": qid, "docno": top.docnos, "score": top.score_dense}))
+        columns = ["qid", "docno", "score"]
+        fused = pd.concat(fused_rows) if fused_rows else pd.DataFrame(columns=columns)
+        dense = pd.concat(dense_rows) if dense_rows else pd.DataFrame(columns=columns)
+        timings["dense+fusion"] = time.perf_counter() - start
+        return FastForwardResult(sparse, Ranking(dense, name="dense"), Ranking(fused, name="bm25+dense"), timings,
+                                 looked_up=looked_up)
+
+    def dense_bound(self, query_vector: np.ndarray) -> float:
+        """An upper bound on this query's dense score against any document: ``|q| * max |d|``."""
+        if self._max_norm is None:
+            norms = np.linalg.norm(np.asarray(self.index.vectors, dtype=np.float32), axis=1)
+            self._max_norm = float(norms.max()) if len(norms) else 0.0
+        return float(np.linalg.norm(query_vector)) * self._max_norm * (1 + 1e-5) + 1e-6
 
     def rerank(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
                alpha: float = 0.35, normalization: str = "minmax", mode: str = "maxp",
-               missing: str = "min") -> Reranked:
+               missing: str = "min", early_stop: int | None = None) -> Reranked:
         """Re-rank one query's candidates with numpy alone (the low-latency path used per request).
 
         Gives the scores of :meth:`rank` for that query (up to float32 rounding); ties are broken by ``docno``.
+        With ``early_stop=k`` only the top k are returned, exactly, and candidates
+        that cannot reach them are never looked up (needs ``normalization="none"``
+        and ``missing="drop"``); ``Reranked.looked_up`` says how many were.
         """
         from ranker.fusion import interpolate_arrays
 
+        if early_stop is not None:
+            return self._rerank_early_stop(query_vector, docnos, sparse_scores, alpha, normalization, mode,
+                                           missing, early_stop)
         dense = self.index.score_pairs(np.asarray(query_vector, dtype=np.float32).reshape(1, -1),
                                        np.zeros(len(docnos), dtype=np.int64), docnos, mode=mode)
         keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
@@ -164,7 +236,25 @@ class FastForward:
         order = np.argsort(-fused, kind="stable")
         if len(order) > 1 and (np.diff(fused[order]) == 0).any():  # ties: break them by docno
             order = np.lexsort((kept.astype(str), -fused))
-        return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order])
+        return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order], len(docnos))
+
+    def _rerank_early_stop(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
+                           alpha: float, normalization: str, mode: str, missing: str, k: int) -> Reranked:
+        from ranker.early_stopping import early_stopping_top_k
+
+        if normalization != "none" or missing != "drop":
+            raise ValueError("early stopping needs normalization='none' and missing='drop': with per-query "
+                             "normalisation or a per-query fill value, a score depends on every candidate")
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        # Visit candidates by sparse score, ties by docno, so the top k matches the full ranking's order.
+        ids = np.asarray(docnos, dtype=object)
+        by_docno = np.argsort(ids.astype(str), kind="stable")
+        ids, sparse = ids[by_docno], np.asarray(sparse_scores, dtype=np.float64)[by_docno]
+        result = early_stopping_top_k(
+            sparse, lambda at: self.index.score_pairs(query, np.zeros(len(at), dtype=np.int64), ids[at].tolist(),
+                                                      mode=mode),
+            alpha, k, self.dense_bound(query[0]))
+        return Reranked(ids[result.top].tolist(), result.fused, result.sparse, result.dense, result.looked_up)
 
     def describe(self) -> dict[str, Any]:
         """What this pipeline serves (for logs and the API)."""

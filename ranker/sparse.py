@@ -55,8 +55,11 @@ class BM25Searcher:
                   dynamic_ncols=True) as bar:
             for at in range(0, len(qids), batch_size):
                 chunk_ids, chunk_texts = qids[at:at + batch_size], texts[at:at + batch_size]
-                hits = self._searcher.batch_search(self._java_list(chunk_texts), self._java_list(chunk_ids),
-                                                   int(k), int(threads))
+                if len(chunk_ids) == 1:  # one query: no thread pool (this is the latency path of a server)
+                    hits = {chunk_ids[0]: self._searcher.search(chunk_texts[0], int(k))}
+                else:
+                    hits = self._searcher.batch_search(self._java_list(chunk_texts), self._java_list(chunk_ids),
+                                                       int(k), int(threads))
                 for qid in chunk_ids:
                     rows.extend((qid, h.docid, h.score) for h in (hits.get(qid) or []))
                 bar.update(len(chunk_ids))

@@ -211,3 +211,25 @@ def test_single_query_rerank_matches_batch_ranking(ff_index, queries):
             assert one.score_dense == pytest.approx(expected["score_dense"].to_numpy(), abs=1e-6)
     with_unknown = ff.rerank(vectors[0], ["007", "no-such-doc"], np.array([2.0, 1.0]), alpha=0.5, missing="drop")
     assert with_unknown.docnos == ["007"]
+
+
+def test_early_stop_matches_full_ranking_and_needs_raw_scores(ff_index, queries):
+    ff = FastForward.open(ff_index)
+    full = ff.rank(queries, k_s=10, alpha=0.6, normalization="none", missing="drop")
+    top = ff.rank(queries, k_s=10, alpha=0.6, normalization="none", missing="drop", early_stop=1)
+    assert top.fused.df[["qid", "docno"]].values.tolist() == full.fused.cut(1).df[["qid", "docno"]].values.tolist()
+    assert top.fused.df["score"].to_numpy() == pytest.approx(full.fused.cut(1).df["score"].to_numpy(), abs=1e-6)
+    assert top.looked_up <= full.looked_up
+    with pytest.raises(ValueError, match="early stopping needs normalization='none'"):
+        ff.rank(queries, k_s=10, early_stop=1)
+
+
+def test_hybrid_adds_dense_candidates_with_zero_bm25(ff_index, queries):
+    ff = FastForward.open(ff_index)
+    plain = ff.rank(queries, k_s=10)
+    hybrid = ff.rank(queries, k_s=10, dense_k=5)
+    assert set(plain.sparse.df["docno"][plain.sparse.df["qid"] == "q3"]) == {"4"}
+    pool = hybrid.sparse.df[hybrid.sparse.df["qid"] == "q3"]
+    assert len(pool) == 5 and set(pool["docno"]) == {d["_id"] for d in TINY_DOCS}
+    assert (pool[pool["docno"] != "4"]["score"] == 0.0).all()
+    assert hybrid.fused.df[hybrid.fused.df["qid"] == "q3"]["docno"].iloc[0] == "4"

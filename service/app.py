@@ -1,0 +1,61 @@
+"""The Flask app factory.
+
+    app = create_app({"INDEXES": {"scifact": "work/scifact"}, "EAGER_LOAD": True})
+
+Configuration: :data:`service.config.DEFAULTS`, then ``FF_*`` environment
+variables (``FF_INDEXES=name=path,name2=path2``, ``FF_CANDIDATES=100`` ...),
+then ``config``. Index paths come only from configuration, never from a request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from service import docs, errors, health, search
+from service.config import DEFAULTS, check_config, parse_indexes
+from service.metrics import Metrics
+from service.resources import Registry
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: config, error handlers, blueprints, the index registry and metrics."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("FF")
+    if config:
+        app.config.update(config)
+    app.config["INDEXES"] = parse_indexes(app.config["INDEXES"])
+    check_config(app.config)
+    app.json.sort_keys = False  # keep hits' fields in the documented order
+
+    errors.register(app)
+    for blueprint in (search.bp, docs.bp, health.bp):
+        app.register_blueprint(blueprint)
+
+    app.extensions["ff"] = registry = Registry(app.config["INDEXES"], app.config["DEFAULT_INDEX"],
+                                                        app.config["TORCH_THREADS"])
+    app.extensions["ff_metrics"] = metrics = Metrics()
+    _count_requests(app, metrics)
+    if app.config["EAGER_LOAD"]:
+        registry.start_loading()
+    return app
+
+
+def _count_requests(app: Flask, metrics: Metrics) -> None:
+    @app.before_request
+    def start_clock() -> None:
+        g.ff_start = time.perf_counter()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        started = g.get("ff_start", time.perf_counter())
+        method = request.method if request.method in METHODS else "other"
+        metrics.observe_request(endpoint, method, response.status_code, time.perf_counter() - started)
+        return response

@@ -1,0 +1,183 @@
+"""``ff-serve``: the search API under gunicorn (never Flask's development server).
+
+    ff-serve --index scifact=work/scifact --workers 2 --threads 4
+
+Each worker process creates the app after the fork (``preload_app=False``),
+starts its own JVM and loads the indexes, in its main thread, before it
+accepts its first connection: requests queue in the shared listening socket
+until some worker is ready, so none sees a half-loaded worker. ``--help``
+imports neither Flask nor torch nor the JVM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ranker.errors import InputError, cli_entry
+from service.config import check_index, parse_index_spec
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``ff-serve`` argument parser."""
+    parser = argparse.ArgumentParser(prog="ff-serve", description="Serve Fast-Forward indexes over HTTP (gunicorn).")
+    parser.add_argument("--index", action="append", required=True, metavar="NAME=PATH",
+                        help="an index to serve, repeatable; the first is the default")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own JVM (default: 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker; above 1 uses gunicorn's gthread workers (default: 1)")
+    parser.add_argument("--candidates", type=int, default=1000, help="BM25 candidates re-ranked in ff mode "
+                                                                     "(default: 1000)")
+    parser.add_argument("--torch-threads", type=int,
+                        help="torch threads per worker for query encoding (default: CPUs / workers)")
+    parser.add_argument("--timeout", type=int, default=60,
+                        help="seconds before a silent worker is restarted (default: 60)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: info)")
+    parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    return parser
+
+
+@cli_entry("ff-serve")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ff-serve``."""
+    args = make_parser().parse_args(argv)
+    indexes = _check_args(args)
+    config = {"INDEXES": {name: str(path) for name, path in indexes.items()}, "EAGER_LOAD": False,
+              "CANDIDATES": args.candidates,
+              "TORCH_THREADS": args.torch_threads or max(1, (os.cpu_count() or 1) // args.workers)}
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    options = {
+        "bind": f"{host}:{args.port}", "workers": args.workers, "threads": args.threads,
+        "worker_class": "gthread" if args.threads > 1 else "sync", "preload_app": False,
+        "timeout": args.timeout, "graceful_timeout": 10, "loglevel": args.log_level, "errorlog": "-",
+        "accesslog": "-" if args.access_log else None, "proc_name": "ff-serve", "control_socket_disable": True,
+        "limit_request_line": 8190,  # the most gunicorn allows: a 1,000-character q fits
+    }
+    return serve(config, options)
+
+
+def _check_args(args: argparse.Namespace) -> dict[str, Path]:
+    """Check every option before anything starts; each mistake is one line and exit status 2."""
+    for name, value, low in (("--workers", args.workers, 1), ("--threads", args.threads, 1),
+                             ("--candidates", args.candidates, 1), ("--timeout", args.timeout, 1),
+                             ("--torch-threads", args.torch_threads, 1)):
+        if value is not None and value < low:
+            raise InputError(f"{name} must be at least {low}, got {value}")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port must lie in 0..65535, got {args.port}")
+    indexes: dict[str, Path] = {}
+    for spec in args.index:
+        name, path = parse_index_spec(spec)
+        if name in indexes:
+            raise InputError(f"--index {name}: the name is given twice")
+        indexes[name] = path
+    for name, path in indexes.items():
+        try:
+            if "vectors" in check_index(path):
+                _check_vectors(path)
+        except InputError as err:
+            raise InputError(f"--index {name}: {err}") from None
+    return indexes
+
+
+def _check_vectors(path: Path) -> None:
+    """What ``FastForward.open`` would refuse, checked here in the master, which must not start a JVM:
+    forward-index files that do not match their manifest, an encoder that is not the one that built them."""
+    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.forward_index import ForwardIndex
+
+    recorded = ForwardIndex.open(path).manifest["encoder"]
+    if encoder_fingerprint(resolve_encoder(recorded["name"])) != recorded["fingerprint"]:
+        raise InputError(f"{path}: the encoder {recorded['name']!r} installed here differs from the one that "
+                         "built the vectors; query and document vectors would not match")
+
+
+def serve(config: dict[str, Any], options: dict[str, Any]) -> int:
+    """Run the app under gunicorn until it is stopped (SIGINT/SIGTERM); returns the exit status."""
+    import tempfile
+
+    import gunicorn.util
+    from gunicorn.app.base import BaseApplication
+
+    gunicorn.util.write_error = _write_json_error  # gunicorn's own 400/414/431 answers: JSON, not HTML
+
+    master = os.getpid()
+    own_metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # metrics shared by the workers
+        own_metrics_dir = tempfile.mkdtemp(prefix="ff-serve-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {**options, "child_exit": _child_exit}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:  # runs in each worker, after the fork
+            import logging
+
+            logging.basicConfig(level=options["loglevel"].upper(), stream=sys.stderr,
+                                format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+            from service.app import create_app
+
+            app = create_app(config)
+            registry = app.extensions["ff"]
+            with _keep_signal_handlers():  # the JVM would take SIGTERM etc. from gunicorn's worker
+                registry.load()  # before this worker accepts a connection: it is ready when it answers
+            if registry.state == "failed":
+                raise RuntimeError(f"ff-serve: the indexes failed to load: {registry.error}")
+            return app
+
+    try:
+        Server(prog="ff-serve").run()
+    finally:
+        if own_metrics_dir is not None and os.getpid() == master:  # workers fork from inside run()
+            import shutil
+
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+    return 0
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Reinstall this process's handlers for the signals the JVM claims when it starts.
+
+    Without this, SIGTERM (gunicorn's graceful stop) would run the JVM's
+    shutdown instead and kill the worker with status 143.
+    """
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """Replaces ``gunicorn.util.write_error`` so that errors gunicorn answers itself are JSON too."""
+    import json
+
+    from gunicorn.util import write_nonblock
+
+    body = json.dumps({"error": {"code": status_int, "name": reason, "message": mesg}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: drop a dead worker's live metrics files (prometheus-client multiprocess mode)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

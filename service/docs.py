@@ -1,0 +1,68 @@
+"""``GET /v1/docs/<docno>`` (one stored document) and ``GET /v1/indexes`` (what is served)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import NotFound
+
+from service.errors import InvalidParameter, UnknownIndex, shorten
+from service.resources import current_registry, loaded_registry
+
+bp = Blueprint("docs", __name__, url_prefix="/v1")
+
+MAX_DOCNO_CHARS = 512
+
+
+def split_document(doc: dict[str, Any]) -> tuple[str, str]:
+    """``(title, text)`` of a stored document, whose ``contents`` is ``title + "\\n" + text``."""
+    title = doc.get("title") or ""
+    contents = doc.get("contents") or ""
+    if title and contents.startswith(title + "\n"):
+        return title, contents[len(title) + 1:]
+    return title, contents
+
+
+def snippet(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text`` (whitespace collapsed), cut at a word, with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit + 1)
+    return text[:cut if cut > limit // 2 else limit].rstrip() + "…"
+
+
+@bp.get("/docs/<path:docno>")
+def document(docno: str) -> Response:
+    """One stored document: docno, title, text."""
+    args = request.args
+    unknown = [name for name in args if name != "index"]
+    if unknown:
+        raise InvalidParameter(unknown[0], f"unknown parameter {shorten(unknown[0])}; expected index")
+    if len(args.getlist("index")) > 1:
+        raise InvalidParameter("index", "index is given more than once; give it once")
+    registry = current_registry()
+    name = args.get("index", registry.default)
+    if name not in registry.paths:
+        raise UnknownIndex(name, list(registry.paths))
+    doc = loaded_registry().get(name).document(docno) if len(docno) <= MAX_DOCNO_CHARS else None
+    if doc is None:
+        error = NotFound(f"document {shorten(docno)} is not in index {name!r}")
+        error.field = "docno"  # type: ignore[attr-defined]
+        raise error
+    title, text = split_document(doc)
+    return jsonify(index=name, docno=doc.get("id", docno), title=title, text=text)
+
+
+@bp.get("/indexes")
+def indexes() -> Response:
+    """The configured indexes, whether they are loaded, and their manifests."""
+    registry = current_registry()
+    return jsonify(indexes=[
+        {"name": name, "default": name == registry.default,
+         "modes": ["ff", "bm25", "dense"] if registry.has_vectors(name) else ["bm25"],
+         "loaded": registry.ready, "manifest": registry.manifests[name]}
+        for name in registry.paths
+    ], config={key.lower(): current_app.config[key] for key in
+               ("CANDIDATES", "DEFAULT_K", "MAX_K", "ALPHA", "NORMALIZATION", "MAX_QUERY_CHARS", "MAX_BATCH")})

@@ -1,0 +1,233 @@
+"""The indexes a process serves, loaded once per process and kept in ``app.extensions["ff"]``.
+
+A :class:`Registry` knows the configured indexes (name, path, manifest) from
+the start and opens them (JVM, BM25 searcher, forward index, query encoder)
+either in a background thread at start-up (``EAGER_LOAD``) or on first use.
+Opened indexes are cached per process, so apps created again in the same
+process (tests) share them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from service.config import check_index
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ranker.fast_forward import FastForward
+    from ranker.sparse import BM25Searcher
+
+log = logging.getLogger(__name__)
+
+_OPEN_LOCK = threading.Lock()
+_OPENED: dict[tuple[str, str, bool], IndexHandle] = {}
+
+
+@dataclass
+class IndexHandle:
+    """One opened index: its BM25 searcher and, with vectors, the Fast-Forward pipeline.
+
+    Requests run on many threads: Lucene searches and numpy scoring are
+    thread-safe, and so are the query encoder and the lazily built FAISS index.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    bm25: BM25Searcher
+    ff: FastForward | None = None
+
+    @property
+    def has_vectors(self) -> bool:
+        """Whether the index has a forward index (ff and dense modes)."""
+        return self.ff is not None
+
+    def search(self, queries: pd.DataFrame, k: int, mode: str, alpha: float, normalization: str,
+               candidates: int, threads: int) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Top ``k`` per query as a DataFrame (``qid, docno, score, rank, score_sparse, score_dense``)
+        and the seconds each stage took. Arguments are assumed valid (checked at the door)."""
+        import pandas as pd
+
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        if mode == "bm25":
+            df = self.bm25.search(queries, k=k, threads=threads).df
+            timings["sparse"] = time.perf_counter() - start
+            return df.assign(score_sparse=df["score"], score_dense=None), timings
+        assert self.ff is not None
+        vectors = self.ff.encoder(queries["query"].tolist())
+        timings["encode"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if mode == "dense":
+            df = self.ff.dense_search(queries, k=k, query_vectors=vectors).df
+            timings["dense"] = time.perf_counter() - start
+            return df.assign(score_sparse=None, score_dense=df["score"]), timings
+        sparse = self.bm25.search(queries, k=max(candidates, k), threads=threads).df
+        timings["sparse"] = time.perf_counter() - start
+        start = time.perf_counter()
+        parts = []
+        for (qid, group), vector in zip(sparse.groupby("qid", sort=False), _vectors_by_qid(queries, vectors, sparse)):
+            top = self.ff.rerank(vector, group["docno"].tolist(), group["score"].to_numpy(), alpha=alpha,
+                                 normalization=normalization)
+            parts.append(pd.DataFrame({"qid": qid, "docno": top.docnos[:k], "score": top.score[:k],
+                                       "rank": range(1, min(k, len(top.docnos)) + 1),
+                                       "score_sparse": top.score_sparse[:k], "score_dense": top.score_dense[:k]}))
+        timings["rerank"] = time.perf_counter() - start  # vector look-up + scoring + fusion
+        columns = ["qid", "docno", "score", "rank", "score_sparse", "score_dense"]
+        return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), timings
+
+    def document(self, docno: str) -> dict[str, Any] | None:
+        """The stored document (``id``, ``contents``, ``title``), or ``None``."""
+        if not docno or "\x00" in docno:
+            return None
+        return self.bm25.document(docno)
+
+
+def _vectors_by_qid(queries: pd.DataFrame, vectors: np.ndarray, sparse: pd.DataFrame) -> list[np.ndarray]:
+    """The query vector for each query of ``sparse``, in its group order."""
+    row = {qid: i for i, qid in enumerate(queries["qid"])}
+    return [vectors[row[qid]] for qid in sparse["qid"].drop_duplicates()]
+
+
+def open_index(path: Path, manifest: dict[str, Any]) -> IndexHandle:
+    """Open the index at ``path`` once per process (JVM, Lucene, forward index, encoder) and warm it up."""
+    with_vectors = "vectors" in manifest
+    key = (str(path.resolve()), str(manifest.get("created")), with_vectors)
+    with _OPEN_LOCK:
+        if key not in _OPENED:
+            if with_vectors:
+                from ranker.fast_forward import FastForward
+
+                ff = FastForward.open(path)
+                handle = IndexHandle(path, manifest, ff.sparse, ff)
+            else:
+                from ranker.sparse import BM25Searcher
+
+                handle = IndexHandle(path, manifest, BM25Searcher(path))
+            _warm_up(handle)
+            _OPENED[key] = handle
+        return _OPENED[key]
+
+
+def _warm_up(handle: IndexHandle) -> None:
+    """One tiny search per stage, so the first user request does not pay for lazy initialisation."""
+    import pandas as pd
+
+    queries = pd.DataFrame({"qid": ["warm-up"], "query": ["warm up"]})
+    handle.search(queries, k=1, mode="ff" if handle.has_vectors else "bm25", alpha=0.5,
+                  normalization="minmax", candidates=10, threads=1)
+
+
+class Registry:
+    """The configured indexes of one app; opened lazily or in the background, exactly once."""
+
+    def __init__(self, indexes: dict[str, Path], default: str | None = None,
+                 torch_threads: int | None = None) -> None:
+        from ranker.errors import InputError
+
+        if not indexes:
+            raise InputError("no index configured; set INDEXES (FF_INDEXES=name=path) or pass --index NAME=PATH")
+        if default is not None and default not in indexes:
+            raise InputError(f"DEFAULT_INDEX {default!r} is not one of the configured indexes")
+        self.paths = dict(indexes)
+        self.manifests = {name: check_index(path) for name, path in indexes.items()}
+        self.default = default or next(iter(indexes))
+        self.torch_threads = torch_threads
+        self.state = "idle"  # idle -> loading -> ready | failed
+        self.error: str | None = None
+        self.load_seconds: float | None = None
+        self._handles: dict[str, IndexHandle] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether every index is open."""
+        return self.state == "ready"
+
+    def has_vectors(self, name: str) -> bool:
+        """Whether index ``name`` has a forward index (known from its manifest, before loading)."""
+        return "vectors" in self.manifests[name]
+
+    def load(self) -> None:
+        """Open every index (blocking; idempotent and thread-safe). A failure is kept in ``error``."""
+        with self._lock:
+            if self.state not in ("ready", "failed"):
+                self._load_locked()
+
+    def start_loading(self) -> None:
+        """Load in a background thread (once); requests meanwhile see ``state == "loading"``."""
+        with self._lock:
+            if self._thread is not None or self.state != "idle":
+                return
+            self.state = "loading"  # visible at once, before the thread runs
+            self._thread = threading.Thread(target=self._load_in_thread, name="ff-load", daemon=True)
+            self._thread.start()
+
+    def _load_in_thread(self) -> None:
+        try:
+            self.load()
+        finally:
+            if "jnius" in sys.modules:  # a thread that used the JVM must leave it before it ends
+                import jnius
+
+                jnius.detach()
+
+    def _load_locked(self) -> None:
+        self.state = "loading"
+        start = time.perf_counter()
+        try:
+            if self.torch_threads and any("vectors" in m for m in self.manifests.values()):
+                import torch
+
+                torch.set_num_threads(int(self.torch_threads))
+            handles = {name: open_index(path, self.manifests[name]) for name, path in self.paths.items()}
+        except Exception as err:  # a broken index or environment: the operator must see it
+            log.exception("loading the indexes failed")
+            self.state, self.error = "failed", f"{type(err).__name__}: {err}"
+            return
+        self._handles = handles
+        self.load_seconds = time.perf_counter() - start
+        self.state = "ready"
+        log.info("loaded %s in %.1f s", ", ".join(self.paths), self.load_seconds)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background load to finish; return :attr:`ready`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.ready
+
+    def get(self, name: str) -> IndexHandle:
+        """The opened index ``name`` (the caller checked the name and that loading finished)."""
+        return self._handles[name]
+
+
+def current_registry() -> Registry:
+    """The registry of the app handling this request."""
+    from flask import current_app
+
+    return current_app.extensions["ff"]
+
+
+def loaded_registry() -> Registry:
+    """The registry, loaded: lazily on first use, or a 503 while a start-up load is still running."""
+    from flask import current_app
+
+    from service.errors import Loading
+
+    registry = current_registry()
+    if registry.state == "idle" and not current_app.config["EAGER_LOAD"]:
+        registry.load()
+    if registry.state == "failed":
+        raise Loading(f"the indexes failed to load ({registry.error}); see the server log")
+    if not registry.ready:
+        raise Loading("the indexes are still loading; retry in a moment")
+    return registry

@@ -1,0 +1,366 @@
+"""The Flask search API on the tiny corpus through ``app.test_client()``: real scores, every bad input, health."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+
+import pytest
+
+from indexing.build import build_index
+from ranker.errors import InputError
+from service import resources
+from service.app import create_app
+from tests.conftest import TINY_DOCS, write_beir
+
+pytestmark = pytest.mark.java
+
+
+@pytest.fixture(scope="module")
+def ff_index(tmp_path_factory):
+    """The tiny corpus with BM25 and vectors."""
+    root = tmp_path_factory.mktemp("service")
+    build_index(write_beir(root / "tiny"), root / "index", encoder="default", progress=False)
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def app(ff_index, tiny_index):
+    """Two indexes: ``tiny`` (BM25 + vectors, the default) and ``bm25`` (BM25 only)."""
+    return create_app({"TESTING": True, "INDEXES": {"tiny": str(ff_index), "bm25": str(tiny_index)},
+                       "CANDIDATES": 100})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def search(client, **params):
+    response = client.get("/v1/search", query_string=params)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_top_hit_for_pasta_water(client):
+    body = search(client, q="pasta water")
+    assert (body["index"], body["mode"], body["k"], body["alpha"]) == ("tiny", "ff", 10, 0.35)
+    assert (body["normalization"], body["candidates"]) == ("minmax", 100)
+    top = body["hits"][0]
+    assert (top["docno"], top["rank"], top["title"]) == ("4", 1, "Cooking")
+    assert top["snippet"] == "Boil the pasta in salted water for ten minutes."
+    assert set(body["timings_ms"]) == {"encode", "sparse", "rerank", "documents"}
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2, 0.5, 1.0])
+def test_ff_score_interpolates_minmax_normalised_components(client, alpha):
+    q = "dense vector forward index"
+    hits = search(client, q=q, alpha=alpha)["hits"]
+    bm25 = {h["docno"]: h["score"] for h in search(client, q=q, mode="bm25", k=100)["hits"]}
+    dense = {h["docno"]: h["score"] for h in search(client, q=q, mode="dense", k=100)["hits"]}
+    assert len(hits) == len(bm25) >= 3  # ff re-ranks exactly the BM25 candidates
+    low, high = min(bm25.values()), max(bm25.values())
+    cands = {d: dense[d] for d in bm25}
+    dlow, dhigh = min(cands.values()), max(cands.values())
+    for hit in hits:
+        assert hit["score_sparse"] == pytest.approx((bm25[hit["docno"]] - low) / (high - low))
+        assert hit["score_dense"] == pytest.approx((dense[hit["docno"]] - dlow) / (dhigh - dlow), abs=1e-6)
+        assert hit["score"] == pytest.approx(alpha * hit["score_sparse"] + (1 - alpha) * hit["score_dense"])
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_bm25_mode_has_no_dense_score(client):
+    body = search(client, q="bm25 term frequency", mode="bm25")
+    assert (body["alpha"], body["normalization"], body["candidates"]) == (None, None, None)
+    [hit] = body["hits"]
+    assert hit["docno"] == "d-long-identifier-0000000000000000000000001" and hit["title"] == "BM25"
+    assert hit["score_dense"] is None and hit["score"] == hit["score_sparse"] > 0
+    assert search(client, q="bm25 term frequency", index="bm25")["hits"] == body["hits"]  # BM25-only index
+
+
+def test_dense_mode_has_no_sparse_score(client):
+    hits = search(client, q="pasta water", mode="dense", k=5)["hits"]
+    assert len(hits) == len(TINY_DOCS) and hits[0]["docno"] == "4"
+    assert all(h["score_sparse"] is None and h["score"] == h["score_dense"] for h in hits)
+    assert hits[0]["score"] == pytest.approx(0.6, abs=0.2)  # a cosine, not normalised
+
+
+@pytest.mark.parametrize("k", [1, 2, 100])
+def test_k_is_respected(client, k):
+    hits = search(client, q="dense retrieval vectors index", k=k)["hits"]
+    assert len(hits) == min(k, 3)  # 007, 3 and 5 share a term with the query
+
+
+def test_snippet_is_cut_at_a_word(ff_index, tiny_index):
+    app = create_app({"INDEXES": {"tiny": str(ff_index)}, "SNIPPET_CHARS": 20, "CANDIDATES": 10})
+    hit = search(app.test_client(), q="pasta water")["hits"][0]
+    assert hit["snippet"] == "Boil the pasta in…"
+
+
+def test_title_less_document(client):
+    hit = search(client, q="interpolation alpha weight", mode="bm25")["hits"][0]
+    assert (hit["docno"], hit["title"]) == ("3", "")
+    assert hit["snippet"] == "Interpolation mixes sparse and dense scores with a weight alpha."
+
+
+def test_batch_returns_results_per_qid_in_request_order(client):
+    queries = [{"qid": "z", "q": "pasta water"}, {"qid": "a", "q": "bm25 term frequency"},
+               {"qid": "m", "q": "dense vector forward index"}]
+    response = client.post("/v1/search", json={"queries": queries, "k": 3, "alpha": 0.5})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert [r["qid"] for r in body["results"]] == ["z", "a", "m"]
+    assert [r["query"] for r in body["results"]] == [q["q"] for q in queries]
+    for result in body["results"]:  # as if searched alone (a batch may move the last bits of a query vector)
+        alone = search(client, q=result["query"], k=3, alpha=0.5)["hits"]
+        assert [h["docno"] for h in result["hits"]] == [h["docno"] for h in alone]
+        assert [h["score"] for h in result["hits"]] == pytest.approx([h["score"] for h in alone], abs=1e-6)
+    assert body["results"][0]["hits"][0]["docno"] == "4"
+
+
+def test_post_single_query_with_options(client):
+    response = client.post("/v1/search", json={"q": "pasta water", "k": 1, "mode": "bm25", "index": "bm25"})
+    body = response.get_json()
+    assert response.status_code == 200 and body["query"] == "pasta water"
+    assert [h["docno"] for h in body["hits"]] == ["4"] and body["index"] == "bm25"
+
+
+@pytest.mark.parametrize("q", ["the", "zzzz qqqq", "a:b* AND (", "%00", "\x00", "\u00e9t\u00e9 \U0001f600 \ufffd"])
+def test_query_without_matches_has_no_hits(client, q):
+    assert search(client, q=q)["hits"] == []  # stopwords, unknown terms, Lucene syntax, odd characters
+
+
+def test_document_and_indexes(client, ff_index):
+    body = client.get("/v1/docs/4").get_json()
+    assert body == {"index": "tiny", "docno": "4", "title": "Cooking",
+                    "text": "Boil the pasta in salted water for ten minutes."}
+    long_id = "d-long-identifier-0000000000000000000000001"
+    assert client.get(f"/v1/docs/{long_id}?index=bm25").get_json()["title"] == "BM25"
+    indexes = client.get("/v1/indexes").get_json()
+    assert [(i["name"], i["default"], i["modes"]) for i in indexes["indexes"]] == [
+        ("tiny", True, ["ff", "bm25", "dense"]), ("bm25", False, ["bm25"])]
+    assert indexes["indexes"][0]["manifest"] == json.loads((ff_index / "manifest.json").read_text())
+    assert indexes["config"]["normalization"] == "minmax" and indexes["config"]["candidates"] == 100
+
+
+def test_health_ready_and_metrics(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    search(client, q="pasta water")
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+    client.get("/v1/search?q=")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.content_type.startswith("text/plain")
+    text = metrics.get_data(as_text=True)
+    line = next(x for x in text.splitlines()
+                if x.startswith('ff_http_requests_total{endpoint="/v1/search",method="GET",status="200"}'))
+    assert float(line.split()[-1]) >= 1
+    assert 'ff_http_requests_total{endpoint="/v1/search",method="GET",status="400"}' in text
+    for stage in ("sparse", "encode", "rerank", "documents"):
+        assert f'ff_search_stage_duration_seconds_count{{mode="ff",stage="{stage}"}}' in text
+    assert 'ff_search_queries_total{index="tiny",mode="ff"}' in text
+
+
+TOO_MANY = [{"qid": str(i), "q": "x"} for i in range(33)]
+
+
+@pytest.mark.parametrize("query, field, message", [
+    ("", "q", "q is missing"),
+    ("q=", "q", "q must not be empty"),
+    ("q=%20%09%20", "q", "q must not be empty"),
+    ("q=" + "a" * 1001, "q", "q is longer than 1000 characters (1001)"),
+    ("q=x&k=abc", "k", "k must be an integer from 1 to 100, got 'abc'"),
+    ("q=x&k=0", "k", "k must be an integer from 1 to 100, got 0"),
+    ("q=x&k=101", "k", "k must be an integer from 1 to 100, got 101"),
+    ("q=x&k=-3", "k", "k must be an integer from 1 to 100, got -3"),
+    ("q=x&k=2.5", "k", "k must be an integer from 1 to 100, got '2.5'"),
+    ("q=x&k=" + "9" * 5000, "k", "k must be an integer from 1 to 100, got '99999999999999999"),
+    ("q=x&alpha=heavy", "alpha", "alpha must be a number from 0 to 1 (the weight of the BM25 score), got 'heavy'"),
+    ("q=x&alpha=1.5", "alpha", "alpha must be a number from 0 to 1 (the weight of the BM25 score), got 1.5"),
+    ("q=x&alpha=-0.1", "alpha", "got -0.1"),
+    ("q=x&alpha=nan", "alpha", "got nan"),
+    ("q=x&alpha=inf", "alpha", "got inf"),
+    ("q=x&mode=fast", "mode", "mode must be one of ff, bm25, dense, got 'fast'"),
+    ("q=x&mode=hybrid", "mode", "mode 'hybrid' is not available yet; use ff, bm25 or dense"),
+    ("q=x&mode=dense&index=bm25", "mode", "mode 'dense' needs dense vectors, and index 'bm25' has BM25 only"),
+    ("q=x&size=3", "size", "unknown parameter 'size'; expected one of q, k, alpha, mode, index"),
+    ("q=x&queries=y", "queries", "unknown parameter 'queries'"),
+    ("q=a&q=b", "q", "q is given 2 times; give it once"),
+])
+def test_bad_query_string_is_a_400_naming_the_field(client, query, field, message):
+    response = client.get(f"/v1/search?{query}")
+    assert response.status_code == 400 and response.is_json
+    error = response.get_json()["error"]
+    assert error["code"] == 400 and error["field"] == field and message in error["message"]
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({"q": "x", "size": 3}, "size", "unknown field 'size'; expected one of q, queries, k, alpha, mode, index"),
+    ({"q": ["pasta"]}, "q", "q must be a string, got array"),
+    ({"q": {"text": "x"}}, "q", "q must be a string, got object"),
+    ({"q": 42}, "q", "q must be a string, got number"),
+    ({"q": None}, "q", "q must be a string, got null"),
+    ({"q": "   "}, "q", "q must not be empty"),
+    ({"q": "y" * 1001}, "q", "q is longer than 1000 characters"),
+    ({}, "q", "q is missing; give q (one query) or queries (a batch)"),
+    ({"q": "x", "queries": [{"qid": "1", "q": "x"}]}, "q", "give either q (one query) or queries (a batch)"),
+    ({"q": "x", "k": "10"}, "k", "k must be an integer from 1 to 100, got string"),
+    ({"q": "x", "k": True}, "k", "got boolean"),
+    ({"q": "x", "k": 2.5}, "k", "got 2.5"),
+    ({"q": "x", "k": [10]}, "k", "got array"),
+    ({"q": "x", "k": 10 ** 30}, "k", "got 1000000000000000"),
+    ({"q": "x", "alpha": "0.5"}, "alpha", "got string"),
+    ({"q": "x", "alpha": 2}, "alpha", "got 2.0"),
+    ({"q": "x", "alpha": False}, "alpha", "got boolean"),
+    ({"q": "x", "mode": ["ff"]}, "mode", "mode must be a string, got array"),
+    ({"q": "x", "index": 7}, "index", "index must be a string, got number"),
+    ({"queries": "pasta"}, "queries", "queries must be an array of {qid, q} objects, got string"),
+    ({"queries": []}, "queries", "queries must hold 1 to 32 queries, got 0"),
+    ({"queries": TOO_MANY}, "queries", "queries must hold 1 to 32 queries, got 33"),
+    ({"queries": ["pasta"]}, "queries[0]", "queries[0] must be an object with qid and q, got string"),
+    ({"queries": [{"q": "x"}]}, "queries[0].qid", "queries[0].qid is missing"),
+    ({"queries": [{"qid": 1, "q": "x"}]}, "queries[0].qid", "queries[0].qid must be a string, got number"),
+    ({"queries": [{"qid": "1"}]}, "queries[0].q", "queries[0].q is missing"),
+    ({"queries": [{"qid": "1", "q": "x"}, {"qid": "2", "q": ""}]}, "queries[1].q", "queries[1].q must not be empty"),
+    ({"queries": [{"qid": "1", "q": "x"}, {"qid": "1", "q": "y"}]}, "queries[1].qid",
+     "queries[1].qid '1' appears twice"),
+    ({"queries": [{"qid": "1", "q": "x", "k": 3}]}, "queries[0].k", "queries[0]: unknown field 'k'; expected qid, q"),
+])
+def test_bad_json_field_is_a_400_naming_the_field(client, body, field, message):
+    response = client.post("/v1/search", json=body)
+    assert response.status_code == 400 and response.is_json
+    error = response.get_json()["error"]
+    assert error["field"] == field and message in error["message"]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "the request body is empty; send a JSON object"),
+    (b'{"q": ', "malformed JSON: Expecting value at line 1 column 7"),
+    (b"{'q': 'x'}", "malformed JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+    (b'["q", "x"]', "the JSON body must be an object, got array"),
+    (b'"pasta water"', "the JSON body must be an object, got string"),
+    (b'{"q": "\xff\xfe"}', "the request body is not UTF-8 (byte 7)"),
+    (b'{"q": "x", "alpha": NaN}', "malformed JSON: NaN is not valid JSON"),
+    (b'{"q": "x", "k": 1' + b"0" * 5000 + b"}", "malformed JSON: Exceeds the limit"),
+    (b"[" * 60000, "malformed JSON: maximum recursion depth exceeded"),
+])
+def test_malformed_body_is_a_400(client, data, message):
+    response = client.post("/v1/search", data=data, content_type="application/json")
+    assert response.status_code == 400 and response.is_json
+    assert message in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("method, url, status, message", [
+    ("GET", "/v1/search?q=x&index=nope", 404, "index 'nope' is not served here; available: tiny, bm25"),
+    ("GET", "/v1/search?q=x&index=..%2F..%2Fetc%2Fpasswd", 404, "index '../../etc/passwd' is not served here"),
+    ("GET", "/v1/docs/nope", 404, "document 'nope' is not in index 'tiny'"),
+    ("GET", "/v1/docs/..%2F..%2Fmanifest.json", 404, "document '../../manifest.json' is not in index 'tiny'"),
+    ("GET", "/v1/docs/4?index=..", 404, "index '..' is not served here"),
+    ("GET", "/v1/docs/4?index=tiny&index=bm25", 400, "index is given more than once"),
+    ("GET", "/v1/docs/4?fields=title", 400, "unknown parameter 'fields'; expected index"),
+    ("GET", "/v2/search?q=x", 404, "The requested URL was not found"),
+    ("DELETE", "/v1/search", 405, "The method is not allowed"),
+    ("PUT", "/v1/docs/4", 405, "The method is not allowed"),
+    ("POST", "/healthz", 405, "The method is not allowed"),
+])
+def test_http_errors_are_json(client, method, url, status, message):
+    response = client.open(url, method=method)
+    assert response.status_code == status and response.is_json
+    error = response.get_json()["error"]
+    assert error["code"] == status and message in error["message"]
+    if status == 405:
+        assert "GET" in response.headers["Allow"]
+
+
+def test_oversized_body_is_a_413(client):
+    response = client.post("/v1/search", data=json.dumps({"q": "x" * 70_000}), content_type="application/json")
+    assert response.status_code == 413 and response.is_json
+    assert response.get_json()["error"]["name"] == "Request Entity Too Large"
+
+
+def test_oversized_chunked_body_is_a_413_not_a_truncated_query(client):
+    body = io.BytesIO(json.dumps({"q": "x" * 70_000}).encode())  # no Content-Length, as with chunked encoding
+    response = client.post("/v1/search", input_stream=body, content_type="application/json",
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 413 and response.is_json
+
+
+def test_an_unexpected_failure_is_a_json_500(client, app, monkeypatch, caplog):
+    registry = app.extensions["ff"]
+    monkeypatch.setattr(registry.get("tiny"), "search", lambda *a, **k: 1 / 0)
+    response = client.get("/v1/search?q=pasta")
+    assert response.status_code == 500 and response.is_json
+    assert response.get_json()["error"]["message"] == "internal error; the server log has the details"
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_ready_only_after_loading(ff_index, monkeypatch):
+    release = threading.Event()
+    real_open = resources.open_index
+
+    def slow_open(path, manifest):
+        assert release.wait(30)
+        return real_open(path, manifest)
+
+    monkeypatch.setattr(resources, "open_index", slow_open)
+    app = create_app({"INDEXES": {"tiny": str(ff_index)}, "EAGER_LOAD": True, "CANDIDATES": 10})
+    client = app.test_client()
+    for url in ("/readyz", "/v1/search?q=pasta", "/v1/docs/4"):
+        response = client.get(url)
+        assert response.status_code == 503 and response.is_json and response.headers["Retry-After"] == "1"
+        assert "still loading" in response.get_json()["error"]["message"]
+    assert client.get("/healthz").status_code == 200 and client.get("/v1/indexes").status_code == 200
+    release.set()
+    assert app.extensions["ff"].wait(60)
+    assert client.get("/readyz").status_code == 200
+    assert search(client, q="pasta water")["hits"][0]["docno"] == "4"
+
+
+def test_failed_load_is_a_503_with_the_reason(ff_index, monkeypatch, caplog):
+    def broken(path, manifest):
+        raise InputError(f"{path}/vectors/vectors.npy: truncated")
+
+    monkeypatch.setattr(resources, "open_index", broken)
+    client = create_app({"INDEXES": {"tiny": str(ff_index)}}).test_client()
+    response = client.get("/v1/search?q=pasta")
+    assert response.status_code == 503
+    assert "the indexes failed to load (InputError: " in response.get_json()["error"]["message"]
+    assert client.get("/readyz").get_json()["status"] == "failed"
+    assert "loading the indexes failed" in caplog.text
+
+
+def test_config_from_environment(ff_index, tiny_index, monkeypatch):
+    monkeypatch.setenv("FF_INDEXES", f"a={ff_index},b={tiny_index}")
+    monkeypatch.setenv("FF_CANDIDATES", "50")
+    monkeypatch.setenv("FF_MAX_K", "5")
+    monkeypatch.setenv("FF_DEFAULT_K", "3")
+    app = create_app({"DEFAULT_INDEX": "b"})
+    assert app.config["INDEXES"] == {"a": ff_index, "b": tiny_index} and app.config["CANDIDATES"] == 50
+    response = app.test_client().get("/v1/search?q=pasta&k=6")
+    assert response.status_code == 400 and "from 1 to 5" in response.get_json()["error"]["message"]
+    body = search(app.test_client(), q="pasta water")
+    assert (body["index"], body["mode"], body["k"]) == ("b", "bm25", 3)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({}, "no index configured"),
+    ({"INDEXES": "tiny"}, "index 'tiny': expected NAME=PATH"),
+    ({"INDEXES": "a=/no/such/index"}, "/no/such/index: no such index directory"),
+    ({"INDEXES": {"../x": "/tmp"}}, "index name '../x': use letters, digits"),
+    ({"INDEXES": "a={index},a={index}"}, "index name 'a' is given twice"),
+    ({"INDEXES": "a={index}", "DEFAULT_INDEX": "b"}, "DEFAULT_INDEX 'b' is not one of the configured indexes"),
+    ({"INDEXES": "a={index}", "MAX_K": 5}, "DEFAULT_K must be an integer from 1 to MAX_K (5), got 10"),
+    ({"INDEXES": "a={index}", "ALPHA": 2}, "ALPHA must be a number from 0 to 1, got 2"),
+    ({"INDEXES": "a={index}", "NORMALIZATION": "l2"}, "NORMALIZATION must be one of none, minmax, zscore, got 'l2'"),
+    ({"INDEXES": "a={index}", "DEFAULT_MODE": "hybrid"}, "DEFAULT_MODE must be one of ff, bm25, dense, got 'hybrid'"),
+    ({"INDEXES": "a={index}", "CANDIDATES": 0}, "CANDIDATES must be a positive integer, got 0"),
+])
+def test_bad_configuration_fails_at_start(ff_index, monkeypatch, config, message):
+    monkeypatch.delenv("FF_INDEXES", raising=False)
+    if isinstance(config.get("INDEXES"), str):
+        config = {**config, "INDEXES": config["INDEXES"].format(index=ff_index)}
+    with pytest.raises(InputError, match=re.escape(message)):
+        create_app(config)
