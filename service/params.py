@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import InvalidParameter, UnknownIndex, shorten
-from service.resources import MODES, Registry
+from service.config import MODES
+from service.resources import Registry
 
 FIELDS = ("q", "queries", "k", "alpha", "mode", "index")
 QUERY_FIELDS = ("qid", "q")
