@@ -60,3 +60,10 @@ def test_build_run_eval(tiny_beir, tmp_path):
     assert '"P@1": 1.0' in proc.stdout and '"R@2": 1.0' in proc.stdout and '"queries": 3' in proc.stdout
     proc = run_cli("-m", "indexing", "build", "--corpus", str(tiny_beir), "--index", str(index))
     assert proc.returncode == 2 and proc.stderr == f"ff-index: error: {index}: already exists; pass --force to replace it\n"
+
+
+def test_jvm_started_elsewhere_first_is_a_clear_error():
+    code = ("import jnius\nfrom indexing.java import start_jvm\n"
+            "try:\n    start_jvm()\nexcept RuntimeError as err:\n    print(err)\n")
+    proc = run_cli("-c", code)
+    assert "the JVM was started before indexing.java could configure it" in proc.stdout, proc.stderr
