@@ -6,7 +6,7 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv demo test test-unit test-integration eval-docs bench-reference clean
+.PHONY: venv demo test test-unit test-integration eval-docs bench bench-reference clean
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ test-integration: venv
 # Regenerate docs/evaluation.md (tables) and docs/alpha-*.png (plots) from the shared collections.
 eval-docs: venv
 	$(BIN)/python docs/evaluation.py --data $(dir $(abspath $(DATA))) --work $(WORK)
+
+# Early stopping and hybrid candidates: docs/efficiency.md
+bench: venv
+	$(BIN)/python benchmarks/efficiency.py --data $(DATA) --index $(WORK)/$(NAME)
 
 # Latency against the reference implementation, installed in its own environment (it pins numpy<2).
 REF_VENV ?= .venv-ffref

@@ -74,6 +74,9 @@ def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True) ->
         group.add_argument("--early-stop", type=int, metavar="K",
                            help="return only the top K per query, exactly, skipping vector look-ups that cannot "
                                 "change it (needs --normalization none)")
+        group.add_argument("--early-stop-rule", choices=["exact", "paper"], default="exact",
+                           help="exact: bound dense scores by |q|*max|d| (same top K); paper: by the best dense "
+                                "score seen so far (fewer look-ups, not guaranteed) (default: exact)")
         group.add_argument("--alpha", default="0.35",
                            help="weight of the sparse score in [0, 1], or 'auto' for the value ff-rank tune "
                                 "stored with the index (default: 0.35, tuned on SciFact train with minmax)")
@@ -135,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
         result = _open_fast_forward(args).rank(
             queries, k_s=args.k, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
             normalization=args.normalization, missing=args.missing, threads=args.threads, progress=not args.quiet,
-            dense_k=args.dense_k if args.mode == "hybrid" else 0, early_stop=args.early_stop)
+            dense_k=args.dense_k if args.mode == "hybrid" else 0, early_stop=args.early_stop,
+            exact_early_stop=args.early_stop_rule == "exact")
         ranking = result.fused
         if args.early_stop is not None:
             print(f"early stopping at {args.early_stop}: {result.looked_up / len(queries):.1f} vector look-ups "

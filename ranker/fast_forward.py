@@ -128,7 +128,7 @@ class FastForward:
     def rank(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
              fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
              threads: int | None = None, progress: bool = False, query_vectors: np.ndarray | None = None,
-             dense_k: int = 0, early_stop: int | None = None) -> FastForwardResult:
+             dense_k: int = 0, early_stop: int | None = None, exact_early_stop: bool = True) -> FastForwardResult:
         """Retrieve ``k_s`` BM25 candidates per query, score them densely, fuse.
 
         ``query_vectors`` (one row per query) skips query encoding, for users
@@ -157,7 +157,7 @@ class FastForward:
             timings["dense_candidates"] = time.perf_counter() - start
         if early_stop is not None:
             return self._rank_early_stop(qids, sparse, vectors, alpha, normalization, mode, missing, early_stop,
-                                         timings)
+                                         exact_early_stop, timings)
         start = time.perf_counter()
         dense = self.index.score(sparse, qids, vectors, mode=mode)
         timings["dense"] = time.perf_counter() - start
@@ -183,7 +183,7 @@ class FastForward:
         return Ranking(pool, name=sparse.name)
 
     def _rank_early_stop(self, qids: list[str], sparse: Ranking, vectors: np.ndarray, alpha: float,
-                         normalization: str, mode: str, missing: str, k: int,
+                         normalization: str, mode: str, missing: str, k: int, exact: bool,
                          timings: dict[str, float]) -> FastForwardResult:
         start = time.perf_counter()
         groups = {q: g for q, g in sparse.df.groupby("qid", sort=False)}
@@ -193,7 +193,7 @@ class FastForward:
                 continue
             group = groups[qid]
             top = self.rerank(vectors[i], group["docno"].tolist(), group["score"].to_numpy(), alpha=alpha,
-                              normalization=normalization, mode=mode, missing=missing, early_stop=k)
+                              normalization=normalization, mode=mode, missing=missing, early_stop=k, exact=exact)
             looked_up += top.looked_up
             fused_rows.append(pd.DataFrame({"qid": qid, "docno": top.docnos, "score": top.score,
                                             "score_sparse": top.score_sparse, "score_dense": top.score_dense}))
@@ -214,19 +214,21 @@ class FastForward:
 
     def rerank(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
                alpha: float = 0.35, normalization: str = "minmax", mode: str = "maxp",
-               missing: str = "min", early_stop: int | None = None) -> Reranked:
+               missing: str = "min", early_stop: int | None = None, exact: bool = True) -> Reranked:
         """Re-rank one query's candidates with numpy alone (the low-latency path used per request).
 
         Gives the scores of :meth:`rank` for that query (up to float32 rounding); ties are broken by ``docno``.
         With ``early_stop=k`` only the top k are returned, exactly, and candidates
         that cannot reach them are never looked up (needs ``normalization="none"``
         and ``missing="drop"``); ``Reranked.looked_up`` says how many were.
+        ``exact=False`` uses the paper's bound (the best dense score seen so
+        far): fewer look-ups, but the top k may differ slightly.
         """
         from ranker.fusion import interpolate_arrays
 
         if early_stop is not None:
             return self._rerank_early_stop(query_vector, docnos, sparse_scores, alpha, normalization, mode,
-                                           missing, early_stop)
+                                           missing, early_stop, exact)
         dense = self.index.score_pairs(np.asarray(query_vector, dtype=np.float32).reshape(1, -1),
                                        np.zeros(len(docnos), dtype=np.int64), docnos, mode=mode)
         keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
@@ -239,7 +241,8 @@ class FastForward:
         return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order], len(docnos))
 
     def _rerank_early_stop(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
-                           alpha: float, normalization: str, mode: str, missing: str, k: int) -> Reranked:
+                           alpha: float, normalization: str, mode: str, missing: str, k: int,
+                           exact: bool = True) -> Reranked:
         from ranker.early_stopping import early_stopping_top_k
 
         if normalization != "none" or missing != "drop":
@@ -253,7 +256,7 @@ class FastForward:
         result = early_stopping_top_k(
             sparse, lambda at: self.index.score_pairs(query, np.zeros(len(at), dtype=np.int64), ids[at].tolist(),
                                                       mode=mode),
-            alpha, k, self.dense_bound(query[0]))
+            alpha, k, self.dense_bound(query[0]) if exact else None)
         return Reranked(ids[result.top].tolist(), result.fused, result.sparse, result.dense, result.looked_up)
 
     def describe(self) -> dict[str, Any]:
