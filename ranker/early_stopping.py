@@ -30,8 +30,10 @@ class EarlyStopResult:
 
 
 def early_stopping_top_k(sparse: np.ndarray, dense_of: Callable[[np.ndarray], np.ndarray], alpha: float,
-                         k: int, dense_bound: float | None, block: int = 64) -> EarlyStopResult:
+                         k: int, dense_bound: float | None, block: int = 32) -> EarlyStopResult:
     """Top ``k`` of ``alpha * sparse + (1 - alpha) * dense``, scoring as few candidates as possible.
+
+    Candidates are scored in blocks of ``block``, ``2 * block``, ``4 * block`` ...
 
     ``dense_of(indices)`` returns the dense scores of those candidates (``nan``
     = no vector: the candidate is dropped). ``dense_bound=None`` uses the
@@ -49,9 +51,10 @@ def early_stopping_top_k(sparse: np.ndarray, dense_of: Callable[[np.ndarray], np
     visited = np.empty(0, dtype=np.int64)
     fused_all = np.empty(0, dtype=np.float64)
     dense_all = np.empty(0, dtype=np.float64)
-    at = 0
+    at, size = 0, block
     while at < len(order):
-        chunk = order[at:at + block]
+        chunk = order[at:at + size]
+        size *= 2  # blocks double, so a query that cannot stop early costs few extra rounds
         dense = np.asarray(dense_of(chunk), dtype=np.float64)
         keep = ~np.isnan(dense)
         visited = np.concatenate((visited, chunk[keep]))

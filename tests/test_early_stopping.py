@@ -38,7 +38,7 @@ def test_stops_early_when_bm25_dominates():
     sparse = np.array([100.0, 90, 80, 10, 9, 8, 7, 6, 5, 4])
     dense = np.array([0.1, 0.2, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
     result = early_stopping_top_k(sparse, lambda at: dense[at], alpha=0.5, k=2, dense_bound=1.0, block=3)
-    # after 3 candidates the 2nd best is 0.5*90 + 0.5*0.2 = 45.1 > 0.5*10 + 0.5*1 = 5.5: stop.
+    # after the first block (3) the 2nd best is 0.5*90 + 0.5*0.2 = 45.1 > 0.5*10 + 0.5*1 = 5.5: stop.
     assert result.looked_up == 3 and result.top.tolist() == [0, 1]
 
 
