@@ -6,7 +6,7 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv demo test test-unit test-integration eval-docs bench bench-reference clean
+.PHONY: venv demo test test-unit test-integration eval-docs bench bench-scaling bench-reference clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,10 @@ eval-docs: venv
 # Early stopping and hybrid candidates: docs/efficiency.md
 bench: venv
 	$(BIN)/python benchmarks/efficiency.py --data $(DATA) --index $(WORK)/$(NAME)
+
+# Re-ranking latency on a 1M-vector synthetic index vs SciFact: docs/scaling.md
+bench-scaling: venv
+	$(BIN)/python benchmarks/scaling.py --index $(WORK)/$(NAME)
 
 # Latency against the reference implementation, installed in its own environment (it pins numpy<2).
 REF_VENV ?= .venv-ffref
