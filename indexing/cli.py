@@ -1,4 +1,4 @@
-"""``ff-index``: build indexes. ``ff-index build --corpus DIR_OR_FILE --index DIR``."""
+"""``ff-index``: build indexes. ``ff-index build --corpus DIR_OR_FILE --index DIR``; ``quantize``; ``coalesce``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,28 @@ def make_parser() -> argparse.ArgumentParser:
                      help="cosine: the vectors are unit length and queries get normalised (default: dot)")
     add.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored vector type")
     add.add_argument("--force", action="store_true", help="replace an existing forward index")
+
+    quant = sub.add_parser("quantize", help="write a copy of an index with float16, int8 or PQ vectors",
+                           description="Copy an index (Lucene part and manifest) to --out with its forward index "
+                                       "stored as float16, int8 scalar codes or product-quantisation codes.")
+    quant.add_argument("--index", required=True, help="source index directory (not modified)")
+    quant.add_argument("--out", required=True, help="index directory to create")
+    quant.add_argument("--kind", required=True, choices=["float32", "float16", "int8", "pq"], help="storage kind")
+    quant.add_argument("--m", type=int, help="pq: sub-quantisers, must divide the dimension (default 48)")
+    quant.add_argument("--nbits", type=int, help="pq: bits per sub-quantiser, 1..8 (default 8)")
+    quant.add_argument("--opq", action="store_true", help="pq: learn an OPQ rotation first")
+    quant.add_argument("--train-sample", type=int, default=100_000,
+                       help="pq: train on at most this many vectors (fixed-seed sample; default 100000)")
+    quant.add_argument("--force", action="store_true", help="replace an existing --out index")
+
+    coal = sub.add_parser("coalesce", help="merge consecutive similar passage vectors (sequential coalescing)",
+                          description="Copy a passage-level index to --out, merging each document's consecutive "
+                                      "passage vectors while their cosine distance to the running average of the "
+                                      "group stays at most --delta.")
+    coal.add_argument("--index", required=True, help="source index directory (not modified)")
+    coal.add_argument("--out", required=True, help="index directory to create")
+    coal.add_argument("--delta", type=float, required=True, help="cosine-distance threshold, e.g. 0.3")
+    coal.add_argument("--force", action="store_true", help="replace an existing --out index")
     return parser
 
 
@@ -72,6 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         vectors = manifest["vectors"]
         print(f"wrote {args.index}/vectors ({vectors['documents']:,} documents, {vectors['vectors']:,} vectors "
               f"of {vectors['dim']})")
+    elif args.command == "quantize":
+        from indexing.derive import vectors_bytes
+        from indexing.quantize import quantize_index
+
+        manifest = quantize_index(args.index, args.out, args.kind, m=args.m, nbits=args.nbits, opq=args.opq,
+                                  train_size=args.train_sample, force=args.force)
+        before, after = vectors_bytes(args.index), vectors_bytes(args.out)
+        print(f"wrote {args.out} ({manifest['vectors']['vectors']:,} vectors as {args.kind}; vectors/ "
+              f"{before:,} -> {after:,} bytes, {before / max(after, 1):.1f}x smaller)")
+    elif args.command == "coalesce":
+        from indexing.coalesce import coalesce_index
+
+        manifest = coalesce_index(args.index, args.out, args.delta, force=args.force)
+        done = manifest["vectors"]["coalesced"]
+        print(f"wrote {args.out} ({done['vectors_before']:,} -> {done['vectors_after']:,} vectors at delta "
+              f"{done['delta']:g}, {100 * done['reduction']:.1f}% fewer)")
     return 0
 
 

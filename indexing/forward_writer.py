@@ -11,18 +11,23 @@ from typing import Any
 import numpy as np
 
 from ranker.forward_index import DTYPES, KIND, MANIFEST, VERSION, encode_ids, sha256_file
+from ranker.quantization import Codec, code_layout
 
 
 def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[int],
                         vector_chunks: Iterable[np.ndarray], dim: int, dtype: str = "float32",
-                        similarity: str = "dot", meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                        similarity: str = "dot", meta: dict[str, Any] | None = None,
+                        codec: Codec | None = None) -> dict[str, Any]:
     """Write ``out_dir`` (which must not exist yet; callers build into a temporary directory).
 
     ``counts[i]`` is the number of vectors (passages) of ``doc_ids[i]``; the
-    chunks, concatenated, hold those vectors in the same order. The manifest is
-    written last, so a directory without it is never a valid index.
+    chunks, concatenated, hold those vectors in the same order. With a trained
+    ``codec`` (:mod:`ranker.quantization`) the chunks are stored as its codes and
+    ``dtype`` is ignored. The manifest is written last, so a directory without
+    it is never a valid index.
     """
-    reserved = {"kind", "version", "created", "dim", "dtype", "similarity", "documents", "vectors", "files"}
+    reserved = {"kind", "version", "created", "dim", "dtype", "similarity", "documents", "vectors", "files",
+                "quantization"}
     if meta and reserved & set(meta):
         raise ValueError(f"meta must not set the reserved manifest keys {sorted(reserved & set(meta))}")
     if dtype not in DTYPES:
@@ -43,8 +48,10 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
     offsets = np.concatenate(([0], np.cumsum(counts_arr))).astype(np.int64)
     rows = int(offsets[-1])
 
+    params = codec.params() if codec is not None else {"kind": dtype}
+    width, stored = code_layout(params, dim)
     out_dir.mkdir(parents=True)
-    vectors = np.lib.format.open_memmap(out_dir / "vectors.npy", mode="w+", dtype=dtype, shape=(rows, dim))
+    vectors = np.lib.format.open_memmap(out_dir / "vectors.npy", mode="w+", dtype=stored, shape=(rows, width))
     filled = 0
     for chunk in vector_chunks:
         chunk = np.asarray(chunk)
@@ -52,17 +59,17 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
             raise ValueError(f"a vector chunk has shape {chunk.shape}, expected (n, {dim})")
         if filled + len(chunk) > rows:
             raise ValueError(f"more vectors than the {rows} that the passage counts announce")
-        chunk = chunk.astype(dtype, copy=False)
+        chunk = chunk.astype(dtype if codec is None else np.float32, copy=False)
         if not np.isfinite(chunk).all():
-            raise ValueError(f"vectors contain NaN or infinite values (as {dtype})")
-        vectors[filled:filled + len(chunk)] = chunk
+            raise ValueError(f"vectors contain NaN or infinite values (as {dtype if codec is None else 'float32'})")
+        vectors[filled:filled + len(chunk)] = chunk if codec is None else codec.encode(chunk)
         filled += len(chunk)
     if filled != rows:
         raise ValueError(f"{filled} vectors given, the passage counts announce {rows}")
     vectors.flush()
     del vectors
     for name, array in (("doc_ids", ids), ("doc_offsets", offsets), ("sorted_ids", sorted_ids),
-                        ("sorted_pos", sorted_pos)):
+                        ("sorted_pos", sorted_pos), *(codec.arrays().items() if codec is not None else ())):
         np.save(out_dir / f"{name}.npy", array, allow_pickle=False)
 
     files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(out_dir.glob("*.npy"))}
@@ -71,7 +78,8 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
         "version": VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "dim": int(dim),
-        "dtype": dtype,
+        "dtype": stored,
+        "quantization": params,
         "similarity": similarity,
         "documents": len(ids),
         "vectors": rows,

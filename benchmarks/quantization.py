@@ -1,0 +1,113 @@
+"""Size, quality and latency of quantised and coalesced forward indexes (a script, not a test).
+
+    .venv/bin/python benchmarks/quantization.py --data ../shared/data/scifact --index work/scifact \\
+        --work /tmp/ffq/bench [--passage-index /tmp/ffq/scifact-passages --deltas 0.05 0.1]
+
+From ``--index`` (float32, never modified) it writes float16, int8, PQ (m = 48,
+96; OPQ with --opq) copies under ``--work``, then for each: bytes on disk of
+``vectors/``, nDCG@10 and R@1000 of Fast-Forward (minmax, alpha 0.35,
+k_s 1000, via ``FastForward.rank``) and the median / p95 per-query latency of
+``FastForward.rerank`` on 1,000 candidates (best of ``--repeats`` per query).
+Query vectors are encoded once, from the float32 index, and shared by all rows.
+With ``--passage-index`` the same is measured for that passage-level index and
+its coalesced copies at each ``--deltas`` value (MaxP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from indexing.coalesce import coalesce_index
+from indexing.derive import vectors_bytes
+from indexing.quantize import quantize_index
+from ranker.evaluation import evaluate
+from ranker.fast_forward import FastForward
+from ranker.topics import load_qrels, read_queries
+
+ALPHA, K_S, NORMALIZATION = 0.35, 1000, "minmax"
+MEASURES = ("nDCG@10", "R@1000")
+
+
+def measure(index: Path, queries: pd.DataFrame, qrels: pd.DataFrame, vectors: np.ndarray,
+            repeats: int) -> dict[str, Any]:
+    """One row of the table for ``index``."""
+    ff = FastForward.open(index)
+    result = ff.rank(queries, k_s=K_S, alpha=ALPHA, normalization=NORMALIZATION, query_vectors=vectors)
+    scores = evaluate(result.fused, qrels, MEASURES)
+    by_query = {qid: group for qid, group in result.sparse.df.groupby("qid", sort=False)}
+    times = []
+    for i, qid in enumerate(queries["qid"]):
+        cands = by_query.get(qid)
+        if cands is None:
+            continue
+        docnos, sparse = cands["docno"].tolist(), cands["score"].to_numpy()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            ff.rerank(vectors[i], docnos, sparse, alpha=ALPHA, normalization=NORMALIZATION)
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+    ms = np.array(times) * 1e3
+    return {"vectors": ff.index.num_vectors, "bytes": vectors_bytes(index), **scores,
+            "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def print_table(rows: list[tuple[str, dict[str, Any]]], base_bytes: int) -> None:
+    print("| index | vectors | vectors/ bytes | × smaller | nDCG@10 | R@1000 | rerank median ms | p95 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(f"| {name} | {r['vectors']:,} | {r['bytes']:,} | {base_bytes / r['bytes']:.1f} | {r['nDCG@10']:.4f} "
+              f"| {r['R@1000']:.4f} | {r['median_ms']:.3f} | {r['p95_ms']:.3f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="BEIR directory (queries, qrels)")
+    parser.add_argument("--index", required=True, help="float32 index directory (read only)")
+    parser.add_argument("--work", required=True, help="directory for the derived indexes (outside the repo)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--pq-m", type=int, nargs="+", default=[48, 96])
+    parser.add_argument("--opq", action="store_true", help="also PQ with OPQ at each --pq-m")
+    parser.add_argument("--passage-index", help="passage-level float32 index for the coalescing rows")
+    parser.add_argument("--deltas", type=float, nargs="+", default=[0.05, 0.1])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    work, source = Path(args.work), Path(args.index)
+    queries = read_queries(args.data, split=args.split)
+    qrels = load_qrels(args.data, split=args.split)
+    vectors = FastForward.open(source).encoder(queries["query"].astype(str).tolist())
+    variants: list[tuple[str, Path, dict[str, Any] | None]] = [("float32", source, None)]
+    variants += [(kind, work / kind, {"kind": kind}) for kind in ("float16", "int8")]
+    for m in args.pq_m:
+        variants.append((f"pq m={m}", work / f"pq{m}", {"kind": "pq", "m": m}))
+        if args.opq:
+            variants.append((f"opq m={m}", work / f"opq{m}", {"kind": "pq", "m": m, "opq": True}))
+    rows = []
+    for name, path, options in variants:
+        if options is not None:
+            start = time.perf_counter()
+            quantize_index(source, path, force=True, **options)
+            print(f"# built {name} in {time.perf_counter() - start:.1f} s", flush=True)
+        rows.append((name, measure(path, queries, qrels, vectors, args.repeats)))
+    print_table(rows, rows[0][1]["bytes"])
+
+    if args.passage_index:
+        passages = Path(args.passage_index)
+        prows = [("passages float32", measure(passages, queries, qrels, vectors, args.repeats))]
+        for delta in args.deltas:
+            path = work / f"coalesced-{delta:g}"
+            coalesce_index(passages, path, delta, force=True)
+            prows.append((f"coalesced δ={delta:g}", measure(path, queries, qrels, vectors, args.repeats)))
+        print()
+        print_table(prows, prows[0][1]["bytes"])
+
+
+if __name__ == "__main__":
+    main()
