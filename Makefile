@@ -6,7 +6,7 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv demo test test-unit test-integration eval-docs bench bench-scaling bench-reference clean
+.PHONY: venv demo test test-unit test-integration eval-docs bench bench-quantization bench-scaling bench-reference clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,13 @@ eval-docs: venv
 # Early stopping and hybrid candidates: docs/efficiency.md
 bench: venv
 	$(BIN)/python benchmarks/efficiency.py --data $(DATA) --index $(WORK)/$(NAME)
+
+# Quantised (float16, int8, PQ, OPQ) and coalesced indexes: docs/quantization.md
+bench-quantization: venv
+	test -f $(WORK)/$(NAME)-passages/manifest.json || $(BIN)/ff-index build --corpus $(DATA) \
+		--index $(WORK)/$(NAME)-passages --passage-words 100 --stride 50 --force
+	$(BIN)/python benchmarks/quantization.py --data $(DATA) --index $(WORK)/$(NAME) --work $(WORK)/quantized \
+		--opq --passage-index $(WORK)/$(NAME)-passages --deltas 0.1 0.2 0.3 --out docs/quantization.md
 
 # Re-ranking latency on a 1M-vector synthetic index vs SciFact: docs/scaling.md
 bench-scaling: venv
