@@ -9,12 +9,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from indexing.atomic import atomic_directory
 from indexing.bm25 import ANALYZER, write_lucene_index
 from indexing.corpus import corpus_file, count_documents, file_checksum, read_corpus
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR
-from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, MANIFEST
+from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, LUCENE_DOCNOS, MANIFEST
+from ranker.sparse import lucene_docnos
 
 
 def build_index(corpus: str | Path, index: str | Path, force: bool = False, threads: int = 1,
@@ -35,6 +38,7 @@ def build_index(corpus: str | Path, index: str | Path, force: bool = False, thre
     with atomic_directory(index, force=force) as tmp:
         stats = write_lucene_index(read_corpus(source), tmp / LUCENE_DIR, threads=threads, total=total,
                                    progress=progress)
+        np.save(tmp / LUCENE_DOCNOS, lucene_docnos(tmp / LUCENE_DIR), allow_pickle=False)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -2,6 +2,7 @@
 
     <index>/manifest.json   what was built, from what, with which versions
     <index>/lucene/         the Lucene BM25 index (Anserini, stored raw docs)
+    <index>/lucene_docnos.npy   docno of each Lucene doc number (lets BM25 skip loading stored docs)
 
 ``manifest.json`` is written last (and the directory renamed into place),
 so a directory without it is not a finished index.
@@ -17,6 +18,7 @@ from ranker.errors import InputError
 
 MANIFEST = "manifest.json"
 LUCENE_DIR = "lucene"
+LUCENE_DOCNOS = "lucene_docnos.npy"  # Lucene doc number -> docno, for the fast BM25 path
 FORMAT = "ff-index"
 FORMAT_VERSION = 1
 

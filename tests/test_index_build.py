@@ -119,3 +119,28 @@ def test_empty_documents_are_skipped_and_reported(tmp_path):
     manifest = build_index(write_beir(tmp_path / "c", docs=docs), tmp_path / "index", progress=False)
     assert manifest["corpus"]["documents"] == 2
     assert manifest["bm25"]["documents"] == 1 and manifest["bm25"]["skipped_empty"] == ["1"]
+
+
+def test_fast_bm25_path_ranks_like_simple_searcher(tiny_index, tmp_path):
+    from ranker.index_layout import LUCENE_DOCNOS
+
+    queries = read_queries(write_beir(tmp_path / "q"), split="test")
+    fast = BM25Searcher(tiny_index)
+    assert fast._fast is not None and (tiny_index / LUCENE_DOCNOS).is_file()
+    slow = BM25Searcher(tiny_index)
+    slow._fast = None  # Anserini's SimpleSearcher.batch_search
+    a, b = fast.search(queries, k=10).df, slow.search(queries, k=10).df
+    assert a[["qid", "docno", "rank"]].equals(b[["qid", "docno", "rank"]])
+    assert (a["score"] - b["score"]).abs().max() <= 1.0001e-4
+
+
+def test_anserini_tie_adjust():
+    import numpy as np
+
+    from ranker.sparse import anserini_tie_adjust
+
+    scores = np.array([23.439316, 22.087432, 22.087432, 22.08743, 21.602508], dtype=np.float32)
+    out = anserini_tie_adjust(scores)
+    expected = np.array([23.4393, 22.0874, 22.0874 - 1e-6, 22.0874 - 2e-6, 21.6025], dtype=np.float32)
+    assert out.tolist() == pytest.approx(expected.tolist(), abs=2e-6)  # float32: 1e-6 is about one ulp here
+    assert (np.diff(out) <= 0).all()
