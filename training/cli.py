@@ -1,0 +1,187 @@
+"""``ff-train``: prune an encoder (``prune``), mine BM25 hard negatives (``mine``), train it (``train``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ranker.errors import InputError, cli_entry
+
+POOLINGS = ("mean", "cls", "lasttoken", "weightedmean")  # training.models.POOLING_MODES, without importing it
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``ff-train`` argument parser."""
+    parser = argparse.ArgumentParser(prog="ff-train", description="Build encoders for Fast-Forward indexes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prune = sub.add_parser("prune", help="keep the first layers of an encoder or decoder LLM",
+                           description="Keep the first N transformer layers and save a sentence-transformers "
+                                       "model. --l3prune picks N from the untrained model's contrastive loss at "
+                                       "every layer (L3 Prune) on --data.")
+    prune.add_argument("--model", help="model directory (default: the packaged all-MiniLM-L6-v2)")
+    how = prune.add_mutually_exclusive_group(required=True)
+    how.add_argument("--keep", type=int, metavar="N", help="keep the first N layers")
+    how.add_argument("--ratio", type=float, metavar="P", help="drop the last fraction P of the layers")
+    how.add_argument("--l3prune", choices=["small", "large"],
+                     help="keep up to the lowest-loss layer of the first (small) or second (large) half")
+    prune.add_argument("--out", required=True, help="model directory to write")
+    prune.add_argument("--pooling", choices=POOLINGS,
+                       help="replace the pooling (lasttoken: the last non-padding token, e.g. EOS; weightedmean: "
+                            "position-weighted mean, for decoders) (default: keep the model's)")
+    l3 = prune.add_argument_group("L3 Prune")
+    l3.add_argument("--data", help="(query, positive) pairs: BEIR directory, .jsonl or .tsv (see train --data)")
+    l3.add_argument("--split", default="train", help="BEIR split (default: train)")
+    l3.add_argument("--batches", type=int, default=100, help="sampled batches (default: 100)")
+    l3.add_argument("--batch-size", type=int, default=32, help="pairs per batch (default: 32)")
+    l3.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    l3.add_argument("--plot", help="write the loss-per-layer plot to this PNG")
+    prune.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    prune.add_argument("--force", action="store_true", help="replace an existing model directory")
+    prune.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    mine = sub.add_parser("mine", help="mine hard negatives from a BM25 index into a training JSONL",
+                          description="For every judged-relevant (query, document) pair of a BEIR split, take the "
+                                      "best BM25 documents not judged relevant to the query as negatives.")
+    mine.add_argument("--index", required=True, help="index directory built by ff-index build")
+    mine.add_argument("--queries", required=True, help="BEIR directory (queries, qrels, corpus)")
+    mine.add_argument("--split", default="train", help="split to mine (default: train)")
+    mine.add_argument("--depth", type=int, default=30, help="BM25 results searched per query (default: 30)")
+    mine.add_argument("--negatives", type=int, default=1, help="negatives (rows) per relevant pair (default: 1)")
+    mine.add_argument("--out", required=True, help="JSONL file to write (.gz works)")
+    mine.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
+    mine.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    tr = sub.add_parser("train", help="contrastive training with sentence-transformers' trainer",
+                        description="Train with InfoNCE over in-batch and hard negatives "
+                                    "(MultipleNegativesRankingLoss) and save a sentence-transformers model "
+                                    "with its run config (ff_training.json).")
+    tr.add_argument("--data", required=True,
+                    help="BEIR directory (relevant pairs of --split), or a JSONL (query, positive[, negative]"
+                         "[, group]) as ff-train mine writes, or a TSV query<TAB>positive[<TAB>negative[<TAB>group]]")
+    tr.add_argument("--model", help="model directory to start from (default: the packaged all-MiniLM-L6-v2)")
+    tr.add_argument("--out", required=True, help="model directory to write")
+    tr.add_argument("--split", default="train", help="BEIR split (default: train)")
+    tr.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: -1, use --epochs)")
+    tr.add_argument("--epochs", type=float, default=1.0, help="epochs when --max-steps is -1 (default: 1)")
+    tr.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch (default: 32)")
+    tr.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
+    tr.add_argument("--lr", type=float, default=2e-5, dest="learning_rate", help="peak learning rate (default: 2e-5)")
+    tr.add_argument("--warmup", type=float, default=0.1,
+                    help="linear warm-up: a fraction of the steps (< 1) or a number of steps (default: 0.1)")
+    tr.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    tr.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale, 1/temperature (default: 20)")
+    tr.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens (default: the model's)")
+    tr.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw",
+                    help="sam/asam: sharpness-aware minimisation around AdamW, two passes per step (default: adamw)")
+    tr.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
+    tr.add_argument("--dro", choices=["none", "group"], default="none",
+                    help="group: group DRO over the data's group field (default: none)")
+    tr.add_argument("--group-key", default="group", help="JSONL field holding the group (default: group)")
+    tr.add_argument("--dro-eta", type=float, default=0.01, help="group DRO step size (default: 0.01)")
+    tr.add_argument("--distill-from", metavar="TEACHER",
+                    help="also match this model's embeddings of the training texts (MSE; same dimension)")
+    tr.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1)")
+    tr.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="training precision; SAM refuses fp16 (default: fp32)")
+    tr.add_argument("--seed", type=int, default=42, help="seed for initialisation and data order (default: 42)")
+    tr.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (default: 0, none)")
+    tr.add_argument("--checkpoint-dir", help="checkpoint directory (default: <out>.checkpoints)")
+    tr.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --checkpoint-dir")
+    tr.add_argument("--logging-steps", type=int, default=10, help="log every N steps (default: 10)")
+    tr.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    tr.add_argument("--force", action="store_true", help="replace an existing model directory")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+@cli_entry("ff-train")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ff-train``."""
+    args = make_parser().parse_args(argv)
+    if args.quiet and args.command in ("prune", "train"):
+        _quiet()
+    try:
+        return {"prune": _prune, "mine": _mine, "train": _train}[args.command](args)
+    except ValueError as err:  # option values that the library rejects
+        if isinstance(err, InputError):
+            raise
+        raise InputError(str(err)) from None
+
+
+def _quiet() -> None:
+    """No progress bars from transformers / huggingface_hub (loading and saving weights)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from training.models import check_out, load_model, pooling_mode, save_model
+    from training.pruning import keep_for_ratio, num_layers, prune_layers
+
+    if args.l3prune and not args.data:
+        raise InputError("--l3prune needs --data (query, positive pairs)")
+    if args.data and not args.l3prune:
+        raise InputError("--data is only used with --l3prune")
+    check_out(args.out, args.force)
+    model = load_model(args.model, device=args.device)
+    total = num_layers(model)
+    source = resolve_encoder(args.model)
+    record: dict = {"source": str(source), "source_fingerprint": encoder_fingerprint(source), "layers_before": total}
+    if args.keep is not None:
+        keep, record["method"] = args.keep, "keep"
+    elif args.ratio is not None:
+        keep, record["method"] = keep_for_ratio(total, args.ratio), f"ratio {args.ratio}"
+    else:
+        keep = _l3prune(args, model, record)
+    prune_layers(model, keep, pooling=args.pooling)
+    record.update(layers=keep, pooling=pooling_mode(model))
+    save_model(model, args.out, force=args.force, extra={"ff_pruning.json": record})
+    print(f"wrote {args.out} ({keep} of {total} layers, {record['pooling']} pooling)")
+    return 0
+
+
+def _l3prune(args: argparse.Namespace, model: object, record: dict) -> int:
+    from training.data import query_positive_pairs, read_training_data
+    from training.l3prune import layer_losses, plot_layer_losses
+
+    pairs = query_positive_pairs(read_training_data(args.data, split=args.split))
+    result = layer_losses(model, pairs, batch_size=args.batch_size, batches=args.batches,  # type: ignore[arg-type]
+                          seed=args.seed, progress=not args.quiet)
+    print(result.table())
+    if args.plot:
+        plot_layer_losses(result, args.plot)
+        print(f"wrote {args.plot}")
+    record.update(method=f"l3prune {args.l3prune}", l3prune=result.to_dict())
+    return result.choose(args.l3prune)
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from training.mine import mine_negatives, write_jsonl
+
+    rows = mine_negatives(args.index, args.queries, split=args.split, depth=args.depth, negatives=args.negatives,
+                          threads=args.threads, progress=not args.quiet)
+    write_jsonl(rows, args.out)
+    queries = rows["qid"].nunique()
+    print(f"wrote {args.out} ({len(rows):,} rows, {queries:,} quer{'y' if queries == 1 else 'ies'})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    fields = TrainConfig.__dataclass_fields__
+    options = {k: v for k, v in vars(args).items() if k in fields}
+    config = TrainConfig(**options, progress=not args.quiet)
+    summary = train(config)
+    if config.resume and not summary["resumed"]:
+        print(f"no checkpoint in {config.checkpoints}: trained from the start")
+    print(f"wrote {args.out} ({summary['steps']} steps on {summary['examples']:,} examples, "
+          f"train loss {summary['train_loss']:.4f})")
+    if "dro_weights" in summary:
+        print("group DRO weights: " + json.dumps(summary["dro_weights"]))
+    return 0
