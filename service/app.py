@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from service import docs, errors, health, search
+from service import docs, errors, health, openapi, page, params, search
 from service.config import DEFAULTS, check_config, parse_indexes
 from service.metrics import Metrics
 from service.resources import Registry
@@ -26,6 +26,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config, error handlers, blueprints, the index registry and metrics."""
     app = Flask(__name__)
+    app.url_map.merge_slashes = False  # /v1/docs/a//b is document 'a//b', not an HTML redirect to 'a/b'
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("FF")
     if config:
@@ -35,13 +36,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep hits' fields in the documented order
 
     errors.register(app)
-    for blueprint in (search.bp, docs.bp, health.bp):
+    for blueprint in (search.bp, docs.bp, health.bp, openapi.bp, page.bp):
         app.register_blueprint(blueprint)
 
     app.extensions["ff"] = registry = Registry(app.config["INDEXES"], app.config["DEFAULT_INDEX"],
                                                         app.config["TORCH_THREADS"])
     app.extensions["ff_metrics"] = metrics = Metrics()
     _count_requests(app, metrics)
+    app.before_request(lambda: params.check_url_is_utf8(request.environ))  # before any handler reads args
     if app.config["EAGER_LOAD"]:
         registry.start_loading()
     return app

@@ -187,3 +187,32 @@ def _batch(value: Any, max_batch: int, max_chars: int) -> list[tuple[str, str]]:
 
 def _type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def check_url_is_utf8(environ: Mapping[str, Any]) -> None:
+    """A URL whose path or query string is not UTF-8 once percent-decoded is a 400 naming the parameter.
+
+    Werkzeug would otherwise replace the bad bytes with U+FFFD and search for that.
+    """
+    from urllib.parse import unquote_to_bytes
+
+    try:
+        path = environ.get("PATH_INFO", "").encode("latin-1")  # WSGI: the raw bytes, one per character
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+    except UnicodeEncodeError:  # already decoded text, so valid
+        return
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidParameter(None, f"the URL path is not valid UTF-8 (byte {err.start})") from None
+    for part in query.split(b"&"):
+        name, _, value = part.partition(b"=")
+        try:
+            field = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidParameter(None, "a parameter name in the query string is not valid UTF-8") from None
+        try:
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError as err:
+            label = field if field in FIELDS else shorten(field)
+            raise InvalidParameter(field, f"{label} is not valid UTF-8 (byte {err.start})") from None

@@ -6,6 +6,7 @@ import io
 import json
 import re
 import threading
+from html.parser import HTMLParser
 
 import pytest
 
@@ -364,3 +365,54 @@ def test_bad_configuration_fails_at_start(ff_index, monkeypatch, config, message
         config = {**config, "INDEXES": config["INDEXES"].format(index=ff_index)}
     with pytest.raises(InputError, match=re.escape(message)):
         create_app(config)
+
+
+class _Tags(HTMLParser):
+    """Every start tag of a page, with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def find(self, tag, **attrs):
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def test_search_page_has_the_form_and_loads_nothing_from_elsewhere(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    page = _Tags()
+    page.feed(response.get_data(as_text=True))
+    assert len(page.find("form", id="search", action="/", method="get")) == 1
+    assert page.find("input", type="search", name="q") and page.find("button", type="submit")
+    assert sorted(a["value"] for a in page.find("input", type="radio", name="mode")) == ["bm25", "dense", "ff"]
+    [alpha] = page.find("input", type="range", name="alpha")
+    assert (alpha["min"], alpha["max"]) == ("0", "1")
+    assert page.find("input", type="number", name="k") and page.find("select", name="index")
+    assert page.find("ol", id="results") and page.find("p", id="status")
+
+    assets = [a["src"] for a in page.find("script")] + [a["href"] for a in page.find("link")]
+    assert {"/static/search.js", "/static/search.css"} <= set(assets)
+    texts = {"/": response.get_data(as_text=True)}
+    for url in assets:
+        assert url.startswith(("/", "data:")) and not url.startswith("//"), url  # this server, or inline data
+        if url.startswith("/"):
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            texts[url] = asset.get_data(as_text=True)
+    for url, text in texts.items():
+        assert not re.search(r"https?:|//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), url
+    assert not re.search(r"@import|\burl\(", texts["/static/search.css"])
+    script = texts["/static/search.js"]
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", script)
+    assert "textContent" in script
+
+
+def test_search_page_assets_cannot_escape_the_static_folder(client):
+    for url in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fconfig.py", "/static/nope.js"):
+        response = client.get(url)
+        assert response.status_code == 404 and response.is_json, url
