@@ -6,7 +6,7 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv demo test test-unit test-integration eval-docs bench bench-quantization bench-scaling bench-reference clean
+.PHONY: venv demo test test-unit test-integration eval-docs bench bench-load bench-quantization bench-scaling bench-reference clean
 
 venv: $(VENV)/.installed
 
@@ -57,6 +57,10 @@ bench-quantization: venv
 		--index $(WORK)/$(NAME)-passages --passage-words 100 --stride 50 --force
 	$(BIN)/python benchmarks/quantization.py --data $(DATA) --index $(WORK)/$(NAME) --work $(WORK)/quantized \
 		--opq --passage-index $(WORK)/$(NAME)-passages --deltas 0.1 0.2 0.3 --out docs/quantization.md
+
+# ff-serve under load on the SciFact index (loopback only, bounded): docs/load.md
+bench-load: venv
+	$(BIN)/python benchmarks/load_test.py --index $(WORK)/$(NAME) --queries $(DATA) --soak 2000
 
 # Re-ranking latency on a 1M-vector synthetic index vs SciFact: docs/scaling.md
 bench-scaling: venv
