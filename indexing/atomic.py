@@ -19,15 +19,16 @@ PARTIAL_MARK = ".partial-"
 
 
 @contextmanager
-def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
+def atomic_directory(target: Path, force: bool = False, marker: str = MANIFEST,
+                     what: str = "an index") -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``target`` when the block succeeds.
 
     Without ``force`` an existing ``target`` is an error. With ``force`` it is
-    replaced only if it is an index (has a manifest) or empty, so a typo cannot
-    delete an unrelated directory.
+    replaced only if it is ``what`` (holds ``marker``) or empty, so a typo
+    cannot delete an unrelated directory.
     """
     target = Path(target)
-    _check_target(target, force)
+    check_target(target, force, marker, what)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target)
     tmp = target.parent / f".{target.name}{PARTIAL_MARK}{os.getpid()}"
@@ -35,7 +36,7 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _check_target(target, force)
+        check_target(target, force, marker, what)
         if target.exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}"
             os.replace(target, old)
@@ -47,15 +48,16 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _check_target(target: Path, force: bool) -> None:
+def check_target(target: Path, force: bool, marker: str = MANIFEST, what: str = "an index") -> None:
+    """Fail (before any work) if :func:`atomic_directory` would refuse to replace ``target``."""
     if not target.exists():
         return
     if not force:
         raise InputError(f"{target}: already exists; pass --force to replace it")
     if not target.is_dir():
         raise InputError(f"{target}: exists and is not a directory; refusing to replace it")
-    if not (target / MANIFEST).exists() and any(target.iterdir()):
-        raise InputError(f"{target}: is a non-empty directory that is not an index; refusing to replace it")
+    if not (target / marker).exists() and any(target.iterdir()):
+        raise InputError(f"{target}: is a non-empty directory that is not {what}; refusing to replace it")
 
 
 def _remove_stale_partials(target: Path) -> None:

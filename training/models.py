@@ -136,41 +136,19 @@ def save_model(model: SentenceTransformer, out: str | Path, force: bool = False,
     sentence-transformers model directory or empty.
     """
     import json
-    import os
-    import shutil
+
+    from indexing.atomic import atomic_directory
 
     out = Path(out)
-    _check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_directory(out, force, marker=MODEL_MARKER, what="a model") as tmp:
         model.save(str(tmp))
         for name, payload in (extra or {}).items():
             (tmp / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
 def check_out(out: str | Path, force: bool) -> None:
     """Fail early (before any work) if :func:`save_model` would refuse ``out``."""
-    _check_out(Path(out), force)
+    from indexing.atomic import check_target
 
-
-def _check_out(out: Path, force: bool) -> None:
-    if not out.exists():
-        return
-    if not force:
-        raise InputError(f"{out}: already exists; pass --force to replace it")
-    if not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory; refusing to replace it")
-    if not (out / MODEL_MARKER).exists() and any(out.iterdir()):
-        raise InputError(f"{out}: is a non-empty directory that is not a model; refusing to replace it")
+    check_target(Path(out), force, marker=MODEL_MARKER, what="a model")
