@@ -1,4 +1,5 @@
-"""``ff-train``: prune an encoder (``prune``), mine BM25 hard negatives (``mine``), train it (``train``)."""
+"""``ff-train``: prune an encoder (``prune``), hold out a dev split (``dev-split``), mine BM25 hard
+negatives (``mine``), distil a teacher into it (``distill``), train it (``train``), measure it (``evaluate``)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,70 @@ def make_parser() -> argparse.ArgumentParser:
     mine.add_argument("--split", default="train", help="split to mine (default: train)")
     mine.add_argument("--depth", type=int, default=30, help="BM25 results searched per query (default: 30)")
     mine.add_argument("--negatives", type=int, default=1, help="negatives (rows) per relevant pair (default: 1)")
+    mine.add_argument("--group-by", choices=["length"],
+                      help="add a group field for --dro group: the query's length bucket (short <= 9 words, "
+                           "medium <= 14, long)")
     mine.add_argument("--out", required=True, help="JSONL file to write (.gz works)")
     mine.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
     mine.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    dev = sub.add_parser("dev-split", help="hold out part of a BEIR split's queries as a dev split",
+                         description="Write a BEIR directory linking to --data's corpus, queries and other splits, "
+                                     "with --split's qrels divided into --split (kept) and --dev (held out), for "
+                                     "alpha tuning and model selection on queries the model never trained on.")
+    dev.add_argument("--data", required=True, help="BEIR directory")
+    dev.add_argument("--out", required=True, help="BEIR directory to write (links, no copies)")
+    dev.add_argument("--split", default="train", help="split to divide (default: train)")
+    dev.add_argument("--dev", default="dev", help="name of the held-out split (default: dev)")
+    dev.add_argument("--fraction", type=float, default=0.15, help="share of queries held out (default: 0.15)")
+    dev.add_argument("--seed", type=int, default=0, help="which queries are held out (default: 0)")
+    dev.add_argument("--force", action="store_true", help="replace an existing --out")
+
+    dis = sub.add_parser("distill", help="train a (pruned) student to reproduce a teacher's embeddings",
+                         description="Distil without labels: the teacher encodes a corpus and its queries once "
+                                     "(cached), the student learns to reproduce those embeddings "
+                                     "(sentence-transformers' EmbedDistillLoss).")
+    dis.add_argument("--texts", required=True,
+                     help="BEIR directory (its documents and --query-splits queries), a .jsonl with a 'text' field, "
+                          "or a text file with one text per line")
+    dis.add_argument("--model", help="the student (default: the packaged all-MiniLM-L6-v2)")
+    dis.add_argument("--teacher", help="the teacher (default: the packaged all-MiniLM-L6-v2)")
+    dis.add_argument("--out", required=True, help="model directory to write")
+    dis.add_argument("--query-splits", nargs="*", default=["train"],
+                     help="BEIR splits whose queries are added to the texts (default: train; none: documents only)")
+    dis.add_argument("--distance", choices=["cosine", "mse", "l2"], default="cosine",
+                     help="distance between student and teacher embeddings (default: cosine)")
+    dis.add_argument("--epochs", type=float, default=1.0, help="epochs over the texts (default: 1)")
+    dis.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: -1, use --epochs)")
+    dis.add_argument("--batch-size", type=int, default=32, help="texts per step (default: 32)")
+    dis.add_argument("--lr", type=float, default=1e-4, dest="learning_rate", help="peak learning rate (default: 1e-4)")
+    dis.add_argument("--warmup", type=float, default=0.1, help="linear warm-up fraction or steps (default: 0.1)")
+    dis.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    dis.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw", help="(default: adamw)")
+    dis.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
+    dis.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
+    dis.add_argument("--max-texts", type=int, help="distil on a fixed-seed sample of this many texts")
+    dis.add_argument("--cache-dir", help="teacher embedding cache (default: <out>.teacher-cache)")
+    dis.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    dis.add_argument("--logging-steps", type=int, default=20, help="log every N steps (default: 20)")
+    dis.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    dis.add_argument("--force", action="store_true", help="replace an existing model directory")
+    dis.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ev = sub.add_parser("evaluate", help="dense-only and Fast-Forward quality and query-encoding latency of a model",
+                        description="Encode the corpus with --model (cached under --work), tune alpha on "
+                                    "--tune-split, evaluate BM25, dense-only and Fast-Forward runs of --split with "
+                                    "per-group (query length) nDCG@10 and the worst group, and time query encoding.")
+    ev.add_argument("--model", nargs="+", required=True, help="model directories ('default': the packaged MiniLM)")
+    ev.add_argument("--index", required=True, help="index directory built by ff-index build (its BM25 part is used)")
+    ev.add_argument("--data", required=True, help="BEIR directory (corpus, queries, qrels)")
+    ev.add_argument("--split", default="test", help="evaluation split (default: test)")
+    how = ev.add_mutually_exclusive_group()
+    how.add_argument("--tune-split", default="dev", help="split to tune alpha on (default: dev)")
+    how.add_argument("--alpha", type=float, help="use this alpha (min-max normalisation) instead of tuning")
+    ev.add_argument("--work", default="work/eval", help="where forward indexes of the models go (default: work/eval)")
+    ev.add_argument("--json", help="also write the reports as JSON to this file")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     tr = sub.add_parser("train", help="contrastive training with sentence-transformers' trainer",
                         description="Train with InfoNCE over in-batch and hard negatives "
@@ -100,10 +162,12 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ff-train``."""
     args = make_parser().parse_args(argv)
-    if args.quiet and args.command in ("prune", "train"):
+    if getattr(args, "quiet", False) and args.command in ("prune", "train", "distill", "evaluate"):
         _quiet()
+    commands = {"prune": _prune, "mine": _mine, "train": _train, "dev-split": _dev_split, "distill": _distill,
+                "evaluate": _evaluate}
     try:
-        return {"prune": _prune, "mine": _mine, "train": _train}[args.command](args)
+        return commands[args.command](args)
     except ValueError as err:  # option values that the library rejects
         if isinstance(err, InputError):
             raise
@@ -165,6 +229,10 @@ def _mine(args: argparse.Namespace) -> int:
 
     rows = mine_negatives(args.index, args.queries, split=args.split, depth=args.depth, negatives=args.negatives,
                           threads=args.threads, progress=not args.quiet)
+    if args.group_by:
+        from training.groups import group_of
+
+        rows["group"] = [group_of(query, args.group_by) for query in rows["query"]]
     write_jsonl(rows, args.out)
     queries = rows["qid"].nunique()
     print(f"wrote {args.out} ({len(rows):,} rows, {queries:,} quer{'y' if queries == 1 else 'ies'})")
@@ -184,4 +252,45 @@ def _train(args: argparse.Namespace) -> int:
           f"train loss {summary['train_loss']:.4f})")
     if "dro_weights" in summary:
         print("group DRO weights: " + json.dumps(summary["dro_weights"]))
+    return 0
+
+
+def _dev_split(args: argparse.Namespace) -> int:
+    from training.devsplit import write_dev_split
+
+    counts = write_dev_split(args.data, args.out, split=args.split, dev=args.dev, fraction=args.fraction,
+                             seed=args.seed, force=args.force)
+    print(f"wrote {args.out} ({', '.join(f'{name}: {n:,} queries' for name, n in counts.items())})")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from training.distill import DistillConfig, distill
+
+    fields = DistillConfig.__dataclass_fields__
+    options = {k: v for k, v in vars(args).items() if k in fields}
+    options["query_splits"] = tuple(args.query_splits)
+    summary = distill(DistillConfig(**options, progress=not args.quiet))
+    print(f"wrote {args.out} ({summary['steps']} steps on {summary['texts']:,} texts, "
+          f"train loss {summary['train_loss']:.4f})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_encoder, format_report
+
+    reports = []
+    for model in args.model:
+        report = evaluate_encoder(model, args.index, args.data, split=args.split,
+                                  tune_split=None if args.alpha is not None else args.tune_split, alpha=args.alpha,
+                                  work=args.work, progress=not args.quiet)
+        print(format_report(report), flush=True)
+        reports.append(report)
+    if args.json:
+        from pathlib import Path
+
+        from ranker.trec import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(reports, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0

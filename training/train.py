@@ -142,7 +142,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "resumed": bool(resume),
-        "versions": _versions(),
+        "versions": versions(),
         "log_history": trainer.state.log_history,
     }
     if groups is not None:
@@ -210,41 +210,54 @@ def _has_checkpoint(path: Path) -> bool:
     return path.is_dir() and any(p.name.startswith("checkpoint-") for p in path.iterdir())
 
 
-def _make_trainer(config: TrainConfig, model: SentenceTransformer, dataset: Any, loss: Any,
-                  output_dir: Path) -> Any:
+def make_trainer_args(output_dir: Path, batch_size: int, learning_rate: float, warmup: float,
+                      weight_decay: float, epochs: float, max_steps: int, seed: int, device: str | None,
+                      logging_steps: int, progress: bool, grad_accum: int = 1, max_grad_norm: float = 1.0,
+                      precision: str = "fp32", save_steps: int = 0) -> Any:
+    """sentence-transformers training arguments shared by ``ff-train train`` and ``ff-train distill``."""
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from training.trainer import FFTrainer
-
-    args = SentenceTransformerTrainingArguments(
+    return SentenceTransformerTrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=config.precision == "bf16",
-        fp16=config.precision == "fp16",
-        use_cpu=config.device == "cpu",
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=learning_rate,
+        warmup_steps=warmup,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        seed=seed,
+        data_seed=seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
-        logging_steps=config.logging_steps,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        logging_steps=logging_steps,
         report_to="none",
-        disable_tqdm=not config.progress,
+        disable_tqdm=not progress,
         dataloader_drop_last=False,
     )
+
+
+def _make_trainer(config: TrainConfig, model: SentenceTransformer, dataset: Any, loss: Any,
+                  output_dir: Path) -> Any:
+    from training.trainer import FFTrainer
+
+    args = make_trainer_args(output_dir, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                             warmup=config.warmup, weight_decay=config.weight_decay, epochs=config.epochs,
+                             max_steps=config.max_steps, seed=config.seed, device=config.device,
+                             logging_steps=config.logging_steps, progress=config.progress,
+                             grad_accum=config.grad_accum, max_grad_norm=config.max_grad_norm,
+                             precision=config.precision, save_steps=config.save_steps)
     sam = None if config.optimizer == "adamw" else {"rho": config.rho, "adaptive": config.optimizer == "asam"}
     return FFTrainer(model=model, args=args, train_dataset=dataset, loss=loss, sam=sam)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     from importlib import metadata
 
     names = ("torch", "transformers", "sentence-transformers", "datasets", "accelerate")

@@ -1,0 +1,140 @@
+"""``ff-train dev-split``, ``distill`` and ``evaluate`` on the tiny collection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_DOCS, TINY_QUERIES, write_beir
+
+
+def test_dev_split_holds_out_queries_by_id_and_links_the_rest(tmp_path, capsys):
+    from ranker.topics import load_qrels
+    from training.cli import main
+    from training.devsplit import held_out
+
+    qrels = [(f"q{i}", "007", 1) for i in range(20)] + [("q0", "5", 2)]
+    beir = write_beir(tmp_path / "src", qrels=qrels)
+    (beir / "qrels" / "train.tsv").write_text((beir / "qrels" / "test.tsv").read_text())
+    assert main(["dev-split", "--data", str(beir), "--out", str(tmp_path / "out"), "--fraction", "0.25"]) == 0
+    assert "train: 15 queries, dev: 5 queries" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert (out / "corpus.jsonl").is_symlink() and (out / "qrels" / "test.tsv").is_symlink()
+    train, dev = load_qrels(out, "train"), load_qrels(out, "dev")
+    assert set(train["qid"]).isdisjoint(dev["qid"]) and len(train) + len(dev) == len(qrels)
+    assert set(dev["qid"]) == held_out([q for q, _, _ in qrels], 0.25)  # deterministic: IDs and seed only
+    assert held_out([q for q, _, _ in qrels], 0.25, seed=1) != set(dev["qid"])
+    again = main(["dev-split", "--data", str(beir), "--out", str(out), "--fraction", "0.25"])
+    assert again == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_dev_split_refuses_an_empty_side(tmp_path):
+    from ranker.errors import InputError
+    from training.devsplit import held_out
+
+    with pytest.raises(InputError, match="leaves an empty split"):
+        held_out(["a", "b"], 0.1)
+    with pytest.raises(InputError, match="strictly between 0 and 1"):
+        held_out(["a", "b"], 1.0)
+
+
+def test_read_texts_from_beir_jsonl_and_lines(tmp_path):
+    from ranker.errors import InputError
+    from training.distill import read_texts
+
+    beir = write_beir(tmp_path / "tiny")
+    texts = read_texts(beir, query_splits=("test",))
+    assert len(texts) == len(TINY_DOCS) + len(TINY_QUERIES)
+    assert texts[0] == "Forward indexes\nA forward index stores one dense vector per document."
+    assert texts[-1] == TINY_QUERIES[-1]["text"]
+    lines = tmp_path / "texts.txt"
+    lines.write_text("one\n\ntwo\none\n")
+    assert read_texts(lines) == ["one", "two"]
+    bad = tmp_path / "texts.jsonl"
+    bad.write_text('{"text": "fine"}\n{"txt": 1}\n')
+    with pytest.raises(InputError, match=r"texts.jsonl:2: expected an object with a string field 'text'"):
+        read_texts(bad)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    """all-MiniLM-L6-v2 pruned to 2 layers."""
+    from training.cli import main
+
+    out = tmp_path_factory.mktemp("models") / "minilm-2"
+    assert main(["prune", "--keep", "2", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_distill_moves_the_student_towards_the_teacher_and_caches_the_teacher(student, tmp_path, capsys):
+    from sentence_transformers import SentenceTransformer
+
+    from training.cli import main
+
+    beir = write_beir(tmp_path / "tiny")
+    texts = [d["title"] + "\n" + d["text"] for d in TINY_DOCS]
+    teacher = SentenceTransformer(str(_default_dir()), device="cpu", local_files_only=True).encode(texts)
+
+    def agreement(model_dir):
+        model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        return float(np.mean(np.sum(model.encode(texts) * teacher, axis=1)))  # both unit length: mean cosine
+
+    args = ["distill", "--texts", str(beir), "--query-splits", "test", "--model", str(student),
+            "--max-steps", "8", "--batch-size", "4", "--lr", "5e-4", "--warmup", "0", "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert agreement(tmp_path / "a") > agreement(student) + 0.02
+    run = json.loads((tmp_path / "a" / "ff_distillation.json").read_text())
+    assert run["texts"] == len(TINY_DOCS) + len(TINY_QUERIES) and run["steps"] == 8
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # second run: teacher vectors from the cache
+    assert "from the cache" in capsys.readouterr().out
+
+
+def _default_dir():
+    from indexing.encoding import resolve_encoder
+
+    return resolve_encoder(None)
+
+
+@pytest.fixture(scope="module")
+def ff_index(tmp_path_factory):
+    from indexing.build import build_index
+
+    root = tmp_path_factory.mktemp("ff")
+    beir = write_beir(root / "tiny")
+    build_index(beir, root / "index", encoder="default", progress=False)
+    return beir, root / "index"
+
+
+@pytest.mark.java
+def test_evaluate_matches_ff_rank_runs_and_reports_groups(ff_index, student, tmp_path, capsys):
+    from ranker.cli import main as ff_rank
+    from training.cli import main
+
+    beir, index = ff_index
+    report_file = tmp_path / "report.json"
+    assert main(["evaluate", "--model", "default", str(student), "--index", str(index), "--data", str(beir),
+                 "--alpha", "0.5", "--work", str(tmp_path / "work"), "--json", str(report_file), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "fast_forward nDCG@10 by query length" in printed and "query encoding (1 thread): median" in printed
+    own, pruned = json.loads(report_file.read_text())
+    assert own["layers"] == 6 and pruned["layers"] == 2
+    assert own["forward_index"] == str(index / "vectors")  # the index's own vectors are reused
+    assert pruned["forward_index"].startswith(str(tmp_path / "work"))
+    for mode, name in (("ff", "fast_forward"), ("dense", "dense"), ("bm25", "bm25")):
+        run = tmp_path / f"{mode}.trec"
+        assert ff_rank(["run", "--mode", mode, "--index", str(index), "--queries", str(beir), "--split", "test",
+                        "--alpha", "0.5", "--out", str(run), "--quiet"]) == 0
+        capsys.readouterr()
+        assert ff_rank(["eval", "--qrels", str(beir), "--split", "test", str(run), "-m", "nDCG@10", "--json"]) == 0
+        expected = json.loads(capsys.readouterr().out)["measures"]["nDCG@10"]
+        assert own["scores"][name]["nDCG@10"] == pytest.approx(expected, abs=1e-4)
+    groups = own["groups"]
+    assert sum(groups["queries"].values()) == len(TINY_QUERIES)
+    values = groups["nDCG@10"]["fast_forward"]
+    assert groups["worst"]["fast_forward"] == min(values, key=values.get)
+    assert own["encode_latency"]["median_ms"] > 0

@@ -1,0 +1,216 @@
+"""``ff-train distill``: teach a (pruned) student to reproduce a teacher's embeddings; no labels needed.
+
+The texts are a corpus and its queries (a BEIR directory: every document as the forward index
+encodes it, title + newline + text, and the queries of the chosen splits) or a plain file of
+texts. The teacher encodes them once; the vectors are cached on disk, keyed by the teacher's
+fingerprint and the texts, so a second run (another student, another seed) skips that step.
+The student is trained with sentence-transformers' ``EmbedDistillLoss`` (cosine or MSE) by the
+same trainer as ``ff-train train`` (so ``--optimizer sam|asam`` works here too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ranker.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+RUN_FILE = "ff_distillation.json"
+DISTANCES = ("cosine", "mse", "l2")
+
+
+@dataclass
+class DistillConfig:
+    """Everything one distillation run depends on (saved with the model)."""
+
+    texts: str
+    out: str
+    teacher: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    model: str | None = None    # the student; None: the packaged all-MiniLM-L6-v2
+    query_splits: tuple[str, ...] = ("train",)
+    distance: str = "cosine"
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"
+    rho: float = 0.05
+    max_seq_length: int | None = None
+    max_texts: int | None = None
+    seed: int = 42
+    cache_dir: str | None = None  # default: <out>.teacher-cache
+    logging_steps: int = 20
+    device: str | None = None
+    force: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first bad option."""
+        if self.distance not in DISTANCES:
+            raise InputError(f"--distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
+        for name, value in {"--epochs": self.epochs, "--lr": self.learning_rate,
+                            "--logging-steps": self.logging_steps}.items():
+            if not value > 0:
+                raise InputError(f"{name} must be positive, got {value}")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise InputError(f"--max-steps must be positive (or -1 for --epochs), got {self.max_steps}")
+        if self.max_texts is not None and self.max_texts < 1:
+            raise InputError(f"--max-texts must be at least 1, got {self.max_texts}")
+        if self.optimizer not in ("adamw", "sam", "asam"):
+            raise InputError(f"--optimizer must be adamw, sam or asam, got {self.optimizer!r}")
+
+    @property
+    def cache(self) -> Path:
+        """Directory of cached teacher embeddings."""
+        return Path(self.cache_dir) if self.cache_dir else Path(f"{self.out}.teacher-cache")
+
+
+def read_texts(source: str | Path, query_splits: tuple[str, ...] = ("train",)) -> list[str]:
+    """The texts to distil on: a BEIR directory's documents plus its ``query_splits`` queries, or a text file.
+
+    A ``.jsonl`` file holds objects with a ``text`` field; any other file one text per line.
+    Blank texts are skipped; the order is the source's (duplicates removed, first kept).
+    """
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        texts = _beir_texts(path, query_splits)
+    elif ".jsonl" in path.suffixes:
+        texts = _jsonl_texts(path)
+    else:
+        from ranker.textio import numbered_lines
+
+        texts = [line.strip() for _, line in numbered_lines(path)]
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not texts:
+        raise InputError(f"{path}: no texts found")
+    return texts
+
+
+def _beir_texts(beir_dir: Path, query_splits: tuple[str, ...]) -> list[str]:
+    from indexing.corpus import read_corpus
+    from ranker.topics import read_queries
+
+    texts = [doc.contents for doc in read_corpus(beir_dir)]
+    for split in query_splits:
+        texts += read_queries(beir_dir, split=split)["query"].tolist()
+    return texts
+
+
+def _jsonl_texts(path: Path) -> list[str]:
+    from ranker.textio import numbered_lines, source_name
+
+    texts = []
+    for line_no, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{source_name(path)}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") \
+                from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise InputError(f"{source_name(path)}:{line_no}: expected an object with a string field 'text'")
+        texts.append(record["text"])
+    return texts
+
+
+def teacher_embeddings(teacher_dir: Path, texts: list[str], cache: Path, max_seq_length: int | None = None,
+                       device: str | None = None, progress: bool = True) -> np.ndarray:
+    """The teacher's float32 embeddings of ``texts``, from ``cache`` when an earlier run computed them."""
+    import numpy as np
+
+    from indexing.encoding import encode_texts, encoder_fingerprint
+    from training.models import load_model
+
+    digest = hashlib.sha256()
+    digest.update(encoder_fingerprint(teacher_dir).encode())
+    digest.update(str(max_seq_length).encode())
+    for text in texts:
+        digest.update(len(text.encode()).to_bytes(8, "big") + text.encode())
+    path = cache / f"{digest.hexdigest()[:32]}.npy"
+    if path.is_file():
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape[0] == len(texts):
+            print(f"teacher embeddings: {len(texts):,} texts from the cache {path}")
+            return vectors
+    teacher = load_model(teacher_dir, device=device)
+    if max_seq_length is not None:
+        teacher.max_seq_length = max_seq_length
+    vectors = encode_texts(teacher, texts, batch_size=64, progress=progress, desc="teacher")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, vectors, allow_pickle=False)
+    os.replace(tmp, path)
+    return vectors
+
+
+def distill(config: DistillConfig) -> dict[str, Any]:
+    """Distil as ``config`` says, save the student to ``config.out``; returns the run summary."""
+    import numpy as np
+    from datasets import Dataset
+    from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
+    from transformers import set_seed
+
+    from indexing.encoding import embedding_dimension, resolve_encoder
+    from training.models import check_out, load_model, save_model
+    from training.train import make_trainer_args, versions
+
+    config.validate()
+    check_out(config.out, config.force)
+    set_seed(config.seed)
+    texts = read_texts(config.texts, config.query_splits)
+    if config.max_texts is not None and len(texts) > config.max_texts:
+        keep = np.random.default_rng(config.seed).choice(len(texts), config.max_texts, replace=False)
+        texts = [texts[i] for i in sorted(keep)]
+    student = load_model(config.model, device=config.device)
+    if config.max_seq_length is not None:
+        student.max_seq_length = config.max_seq_length
+    teacher_dir = resolve_encoder(config.teacher)
+    vectors = teacher_embeddings(teacher_dir, texts, config.cache, max_seq_length=student.max_seq_length,
+                                 device=config.device, progress=config.progress)
+    if vectors.shape[1] != embedding_dimension(student):
+        raise InputError(f"--teacher: its embeddings have {vectors.shape[1]} dimensions, the student's "
+                         f"{embedding_dimension(student)}; they must match")
+    dataset = Dataset.from_dict({"text": texts, "label": vectors.tolist()})
+    loss = EmbedDistillLoss(student, distance_metric=config.distance)
+
+    from training.trainer import FFTrainer
+
+    scratch = tempfile.mkdtemp(prefix="ff-distill-")
+    try:
+        args = make_trainer_args(Path(scratch), batch_size=config.batch_size, learning_rate=config.learning_rate,
+                                 warmup=config.warmup, weight_decay=config.weight_decay, epochs=config.epochs,
+                                 max_steps=config.max_steps, seed=config.seed, device=config.device,
+                                 logging_steps=config.logging_steps, progress=config.progress)
+        sam = None if config.optimizer == "adamw" else {"rho": config.rho, "adaptive": config.optimizer == "asam"}
+        trainer = FFTrainer(model=student, args=args, train_dataset=dataset, loss=loss, sam=sam)
+        result = trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary = {
+        "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},
+        "teacher": str(teacher_dir),
+        "texts": len(texts),
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "versions": versions(),
+        "log_history": trainer.state.log_history,
+    }
+    save_model(student, config.out, force=config.force, extra={RUN_FILE: summary})
+    return summary
