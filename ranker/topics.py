@@ -3,6 +3,8 @@
 Queries come as a DataFrame with PyTerrier's columns ``qid, query``.
 A BEIR directory holds ``queries.jsonl`` and ``qrels/<split>.tsv``; with a
 split, only the queries judged in that split are returned (in file order).
+``irds:<dataset id>`` (the ``irds`` extra) reads an ir_datasets dataset's
+queries or qrels; its ID names the split (``irds:beir/scifact/test``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ranker import irds
 from ranker.errors import InputError
 from ranker.textio import Source, is_literal, numbered_lines, source_name
 from ranker.trec import read_qrels
@@ -27,7 +30,9 @@ def qrels_path(beir_dir: Path, split: str) -> Path:
 
 
 def load_qrels(source: Source, split: str = "test") -> pd.DataFrame:
-    """Read qrels from a file or a BEIR directory's ``qrels/<split>.tsv``."""
+    """Read qrels from a file, a BEIR directory's ``qrels/<split>.tsv`` or ``irds:<id>`` (``split`` unused)."""
+    if irds.is_irds(source):
+        return _read_irds_qrels(str(source))
     if not is_literal(source) and Path(source).is_dir():
         return read_qrels(qrels_path(Path(source), split))
     return read_qrels(source)
@@ -37,7 +42,11 @@ def read_queries(source: Source, split: str | None = None) -> pd.DataFrame:
     """Read queries from a BEIR directory, a JSONL file or a TSV file (``qid<TAB>text``).
 
     JSONL lines carry ``_id`` and ``text`` (BEIR) or ``qid`` and ``query``.
+    ``irds:<dataset id>`` reads that dataset's queries (its ``text``, else
+    ``title``, else ``default_text()``); the ID names the split, ``split`` is unused.
     """
+    if irds.is_irds(source):
+        return _read_irds_queries(str(source))
     if not is_literal(source) and Path(source).is_dir():
         beir_dir = Path(source)
         queries = _read_queries_file(beir_dir / "queries.jsonl")
@@ -95,3 +104,41 @@ def _parse_tsv_query(name: str, line_no: int, line: str) -> tuple[str, str]:
     if not sep:
         raise InputError(f"{name}:{line_no}: expected 'qid<TAB>query text'")
     return qid, text
+
+
+def _read_irds_queries(source: str) -> pd.DataFrame:
+    dataset = irds.load(source, "queries")
+    rows: list[tuple[str, str]] = []
+    first: dict[str, int] = {}
+    for number, record in enumerate(irds.iterate(source, dataset, "queries"), start=1):
+        qid = irds.first_field(record, ("query_id",)) or ""
+        text = irds.first_field(record, ("text", "title"))
+        if text is None and callable(getattr(record, "default_text", None)):
+            text = str(record.default_text())
+        if not qid or any(c.isspace() for c in qid):
+            raise InputError(f"{source}: query {number}: id {qid!r} is empty or contains whitespace")
+        if not text or not text.strip():
+            raise InputError(f"{source}: query {qid!r} has no text (fields: {', '.join(record._fields)})")
+        if qid in first:
+            raise InputError(f"{source}: query {number}: duplicate query id {qid!r} (first was query {first[qid]})")
+        first[qid] = number
+        rows.append((qid, text))
+    if not rows:
+        raise InputError(f"{source}: no queries found")
+    return pd.DataFrame(rows, columns=["qid", "query"])
+
+
+def _read_irds_qrels(source: str) -> pd.DataFrame:
+    from ranker.trec import QRELS_COLUMNS
+
+    dataset = irds.load(source, "qrels")
+    rows: list[tuple[str, str, int]] = []
+    for number, record in enumerate(irds.iterate(source, dataset, "qrels"), start=1):
+        qid, docno = str(record.query_id), str(record.doc_id)
+        for what, value in (("query id", qid), ("document id", docno)):
+            if not value or any(c.isspace() for c in value):
+                raise InputError(f"{source}: judgement {number}: {what} {value!r} is empty or contains whitespace")
+        rows.append((qid, docno, int(record.relevance)))
+    if not rows:
+        raise InputError(f"{source}: no relevance judgements found")
+    return pd.DataFrame(rows, columns=QRELS_COLUMNS)

@@ -67,3 +67,14 @@ def shared_collection(name: str) -> Path:
             pytest.fail(f"{path} is missing; CI must have ../shared/data")
         pytest.skip(f"{path} not available")
     return path
+
+
+@pytest.fixture(scope="session")
+def scifact_ff_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SciFact with BM25 and a forward index (the packaged all-MiniLM-L6-v2), built once per session."""
+    from indexing.build import build_index
+
+    data = shared_collection("scifact")
+    index = tmp_path_factory.mktemp("scifact-ff") / "index"
+    build_index(data, index, threads=2, encoder="default", progress=False)
+    return index

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from indexing.build import build_index
 from ranker.evaluation import evaluate
 from ranker.fast_forward import FastForward
 from ranker.fusion import interpolate
@@ -14,10 +13,9 @@ from tests.conftest import shared_collection
 pytestmark = [pytest.mark.integration, pytest.mark.java]
 
 
-def test_scifact_fast_forward_beats_bm25(tmp_path):
+def test_scifact_fast_forward_beats_bm25(scifact_ff_index):
     data = shared_collection("scifact")
-    build_index(data, tmp_path / "index", threads=2, encoder="default", progress=False)
-    result = FastForward.open(tmp_path / "index").rank(read_queries(data, split="test"), k_s=1000, threads=2)
+    result = FastForward.open(scifact_ff_index).rank(read_queries(data, split="test"), k_s=1000, threads=2)
     qrels = load_qrels(data, split="test")
     fused = evaluate(result.fused, qrels, ["nDCG@10", "R@1000"])
     dense_only = evaluate(interpolate(result.sparse, result.dense, 0.0), qrels, ["nDCG@10"])
