@@ -40,7 +40,8 @@ def quantize_index(index: str | Path, out: str | Path, kind: str, m: int | None 
     codec = _train(source, kind, m, nbits, opq, train_size, seed)
     rows = source.num_vectors
     counts = (source.doc_offsets[1:] - source.doc_offsets[:-1]).tolist()
-    origin = {"kind": source.kind, "vectors_sha256": source.manifest["files"]["vectors.npy"]["sha256"]}
+    origin = {"kind": source.kind,
+              "vectors_sha256": source.manifest.get("files", {}).get("vectors.npy", {}).get("sha256")}
     meta = {**carried_meta(source), "quantized_from": origin}
 
     def write(target: Path) -> dict[str, Any]:

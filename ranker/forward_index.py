@@ -20,6 +20,10 @@ plus ``sq_offset.npy``/``sq_scale.npy``; ``pq`` stores (rows, m) uint8 codes plu
 listed in ``files`` with their checksums like the others. Quantised indexes are
 scored from the codes; ``vectors`` is then a view that decodes the rows asked for.
 A manifest without ``quantization`` (older indexes) is a plain float index.
+
+A directory whose manifest has kind ``ff-sharded-forward-index`` lists several
+forward indexes (shards) that :meth:`ForwardIndex.open` opens as one
+(:mod:`ranker.sharded`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 VECTORS_DIR = "vectors"
 MANIFEST = "manifest.json"
 KIND = "ff-forward-index"
+SHARDED_KIND = "ff-sharded-forward-index"  # several forward indexes opened as one: ranker.sharded
 VERSION = 1
 ARRAYS = ("vectors", "doc_ids", "doc_offsets", "sorted_ids", "sorted_pos")
 MODES = ("maxp", "firstp", "avep", "passage")
@@ -112,11 +117,16 @@ class ForwardIndex:
         """Open ``path`` (a forward-index directory, or an index directory holding ``vectors/``).
 
         Shapes and sizes are always checked against the manifest; ``verify``
-        also recomputes every file's checksum (reads all bytes).
+        also recomputes every file's checksum (reads all bytes). A sharded
+        forward index opens as a :class:`ranker.sharded.ShardedForwardIndex`.
         """
         path = Path(path)
         if (path / VECTORS_DIR / MANIFEST).is_file():
             path = path / VECTORS_DIR
+        if cls is ForwardIndex and _is_sharded(path):
+            from ranker.sharded import ShardedForwardIndex
+
+            return ShardedForwardIndex.open(path, verify=verify)
         manifest = read_forward_manifest(path)
         arrays = {}
         extra = expected_arrays(quantization_of(manifest), int(manifest["dim"]))
@@ -290,6 +300,15 @@ def read_forward_manifest(path: Path) -> dict[str, Any]:
     if problem:
         raise InputError(f"{file}: {problem}")
     return manifest
+
+
+def _is_sharded(path: Path) -> bool:
+    """Whether ``path`` holds a sharded forward index (its manifest says so)."""
+    try:
+        manifest = load_manifest(path / MANIFEST, what="a forward index")
+    except InputError:
+        return False
+    return isinstance(manifest, dict) and manifest.get("kind") == SHARDED_KIND
 
 
 def quantization_of(manifest: dict[str, Any]) -> dict[str, Any]:
