@@ -46,7 +46,8 @@ def triples(tmp_path_factory):
     ("minilm_2", ["--optimizer", "adamw", "--distill-from", "default", "--distill-weight", "10"]),
     ("llama_2", ["--optimizer", "asam", "--rho", "0.5", "--dro", "group"]),
     ("llama_2", ["--optimizer", "sam", "--grad-accum", "2", "--dro", "group", "--dro-eta", "0.5"]),
-], ids=["adamw", "sam", "distill", "asam-dro", "sam-accum-dro"])
+    ("llama_2", ["--optimizer", "adamw", "--lora", "--lora-r", "4", "--lr", "1e-2"]),
+], ids=["adamw", "sam", "distill", "asam-dro", "sam-accum-dro", "lora"])
 def test_three_training_steps(request, triples, tmp_path, capsys, student, options):
     from sentence_transformers import SentenceTransformer
 
@@ -70,6 +71,9 @@ def test_three_training_steps(request, triples, tmp_path, capsys, student, optio
         assert all("dro_weight/short" in e for e in run["log_history"] if "loss" in e)
     if "--distill-from" in options:
         assert all("distill" in e for e in run["log_history"] if "loss" in e)
+    if "--lora" in options:  # merged: a plain model, no adapter files, only the adapters were trained
+        assert not list(out.rglob("adapter_config.json"))
+        assert 0 < run["lora_parameters"]["trainable"] < run["lora_parameters"]["total"] / 5
     model = SentenceTransformer(str(out), device="cpu", local_files_only=True)
     assert model[0].auto_model.config.num_hidden_layers == 2  # both students have 2 layers
     assert not np.allclose(model.encode(["pasta water"]), untrained_vector(model_dir))  # it trained

@@ -92,6 +92,10 @@ def make_parser() -> argparse.ArgumentParser:
     dis.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw", help="(default: adamw)")
     dis.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
     dis.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
+    dis.add_argument("--init-projection", action="store_true",
+                     help="first fit a linear map from the student's to the teacher's embeddings by least squares "
+                          "and append it to the student (Dense + Normalize), then train")
+    dis.add_argument("--ridge", type=float, default=1e-3, help="ridge penalty of --init-projection (default: 1e-3)")
     dis.add_argument("--max-texts", type=int, help="distil on a fixed-seed sample of this many texts")
     dis.add_argument("--cache-dir", help="teacher embedding cache (default: <out>.teacher-cache)")
     dis.add_argument("--seed", type=int, default=42, help="(default: 42)")
@@ -145,6 +149,11 @@ def make_parser() -> argparse.ArgumentParser:
     tr.add_argument("--distill-from", metavar="TEACHER",
                     help="also match this model's embeddings of the training texts (MSE; same dimension)")
     tr.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1)")
+    tr.add_argument("--lora", action="store_true",
+                    help="train LoRA adapters on every linear layer instead of all weights (needs the 'lora' "
+                         "extra); merged into the weights before saving")
+    tr.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
+    tr.add_argument("--lora-alpha", type=int, default=32, help="LoRA scaling alpha (default: 32)")
     tr.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                     help="training precision; SAM refuses fp16 (default: fp32)")
     tr.add_argument("--seed", type=int, default=42, help="seed for initialisation and data order (default: 42)")

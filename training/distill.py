@@ -50,6 +50,8 @@ class DistillConfig:
     max_seq_length: int | None = None
     max_texts: int | None = None
     seed: int = 42
+    init_projection: bool = False
+    ridge: float = 1e-3
     cache_dir: str | None = None  # default: <out>.teacher-cache
     logging_steps: int = 20
     device: str | None = None
@@ -187,6 +189,13 @@ def distill(config: DistillConfig) -> dict[str, Any]:
     if vectors.shape[1] != embedding_dimension(student):
         raise InputError(f"--teacher: its embeddings have {vectors.shape[1]} dimensions, the student's "
                          f"{embedding_dimension(student)}; they must match")
+    projection = None
+    if config.init_projection:
+        from training.projection import project_student
+
+        projection = project_student(student, texts, vectors, ridge=config.ridge, progress=config.progress)
+        print(f"linear map fitted on {len(texts):,} texts: mean cosine to the teacher "
+              f"{projection['cosine_before']:.4f} -> {projection['cosine_after']:.4f}")
     dataset = Dataset.from_dict({"text": texts, "label": vectors.tolist()})
     loss = EmbedDistillLoss(student, distance_metric=config.distance)
 
@@ -207,6 +216,7 @@ def distill(config: DistillConfig) -> dict[str, Any]:
         "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},
         "teacher": str(teacher_dir),
         "texts": len(texts),
+        "projection": projection,
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "versions": versions(),

@@ -61,6 +61,9 @@ class TrainConfig:
     logging_steps: int = 10
     distill_from: str | None = None
     distill_weight: float = 1.0
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
     device: str | None = None
     force: bool = False
     progress: bool = True
@@ -123,6 +126,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model.max_seq_length = config.max_seq_length
     groups = sorted(df["group"].unique()) if config.dro == "group" else None
     teacher = _teacher_embeddings(config, df, model) if config.distill_from else None
+    lora = None
+    if config.lora:
+        from training.lora import add_lora
+
+        lora = add_lora(model, r=config.lora_r, alpha=config.lora_alpha)
     dataset = _dataset(df, with_row=groups is not None or teacher is not None)
     loss = _loss(config, model, df, groups, teacher)
 
@@ -135,8 +143,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+    if lora is not None:
+        from training.lora import merge_lora
+
+        merge_lora(model)
     summary = {
         "config": dataclasses.asdict(config),
+        "lora_parameters": lora,
         "examples": len(df),
         "columns": list(df.columns),
         "steps": trainer.state.global_step,
