@@ -13,7 +13,7 @@ import numpy as np
 
 from indexing.atomic import atomic_directory
 from indexing.bm25 import ANALYZER, write_lucene_index
-from indexing.corpus import corpus_file, count_documents, file_checksum, read_corpus
+from indexing.corpus import IrdsCorpus, corpus_file, corpus_record, count_documents, file_checksum, read_corpus
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR
 from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, LUCENE_DOCNOS, MANIFEST
@@ -23,17 +23,22 @@ from ranker.sparse import lucene_docnos
 def build_index(corpus: str | Path, index: str | Path, force: bool = False, threads: int = 1,
                 progress: bool = True, encoder: str | None = None, passage_words: int | None = None,
                 stride: int | None = None, max_seq_length: int | None = None, dtype: str = "float32",
-                batch_size: int = 64, shard_docs: int | None = None) -> dict[str, Any]:
+                batch_size: int | None = None, shard_docs: int | None = None, device: str = "auto",
+                runner: str = "local", ray_address: str | None = None,
+                ray_actors: int | None = None) -> dict[str, Any]:
     """Build the BM25 index for ``corpus`` at ``index`` and, with ``encoder``, its forward index.
 
     Returns the index manifest. An interrupted encoding resumes from its last
-    finished shard when the same command runs again.
+    finished shard when the same command runs again. ``device`` (auto, cpu, cuda)
+    and ``runner`` (local, or ray with ``ray_address``/``ray_actors``) choose where
+    the vectors are computed; both runners give the same bytes.
     """
     source = corpus_file(corpus)
-    if not isinstance(source, Path):
-        raise InputError("the corpus must be a file or a BEIR directory")
+    if not isinstance(source, Path | IrdsCorpus):
+        raise InputError("the corpus must be a file, a BEIR directory or irds:<dataset id>")
     index = Path(index)
     settings = _encode_settings(encoder, source, passage_words, stride, max_seq_length, dtype, shard_docs)
+    encode_runner = _encode_runner(settings, runner, device, ray_address, ray_actors)  # fails fast
     total = count_documents(source)
     with atomic_directory(index, force=force) as tmp:
         stats = write_lucene_index(read_corpus(source), tmp / LUCENE_DIR, threads=threads, total=total,
@@ -43,8 +48,7 @@ def build_index(corpus: str | Path, index: str | Path, force: bool = False, thre
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "corpus": {"path": str(Path(corpus).resolve()), "file": source.name,
-                       "checksum": file_checksum(source), "documents": stats.read},
+            "corpus": {**corpus_record(corpus, source), "documents": stats.read},
             "bm25": {"dir": LUCENE_DIR, "documents": stats.indexed, "skipped_empty": stats.skipped_empty,
                      "fields": "contents = title + '\\n' + text",
                      "analyzer": ANALYZER, "stored": ["positions", "docvectors", "raw"]},
@@ -55,12 +59,24 @@ def build_index(corpus: str | Path, index: str | Path, force: bool = False, thre
 
             work = index.parent / f".{index.name}.encode-shards"
             vectors = build_forward_index(read_corpus(source), tmp / VECTORS_DIR, work, settings,
-                                          batch_size=batch_size, total=total, progress=progress)
+                                          batch_size=batch_size, total=total, progress=progress,
+                                          runner=encode_runner)
             manifest["vectors"] = {key: vectors[key] for key in ("dim", "dtype", "similarity", "documents",
                                                                   "vectors", "encoder", "passages")}
             manifest["vectors"]["dir"] = VECTORS_DIR
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _encode_runner(settings: Any, runner: str, device: str, ray_address: str | None,
+                   ray_actors: int | None) -> Any:
+    """The shard runner of the forward index (``None`` without one); bad options fail before any work."""
+    from indexing.forward_build import check_runner_options, make_runner
+
+    check_runner_options(runner, ray_address, ray_actors)
+    if settings is None:
+        return None
+    return make_runner(runner, device, ray_address, ray_actors)
 
 
 def _encode_settings(encoder: str | None, source: Path, passage_words: int | None, stride: int | None,

@@ -28,7 +28,15 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--stride", type=int, help="words between passage starts (default: --passage-words)")
     build.add_argument("--max-seq-length", type=int, help="encoder input limit in tokens (default: the model's)")
     build.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored vector type")
-    build.add_argument("--batch-size", type=int, default=64, help="encoding batch size")
+    build.add_argument("--batch-size", type=int, help="encoding batch size (default: 64 on CPU, 512 on CUDA)")
+    build.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="where to encode: auto (cuda when a GPU is available), cpu, cuda (float16)")
+    build.add_argument("--runner", choices=["local", "ray"], default="local",
+                       help="encode in this process (local) or on Ray Data actors (ray; needs the 'ray' extra)")
+    build.add_argument("--ray-address", metavar="ADDR",
+                       help="Ray cluster to use, HOST:PORT, ray://HOST:PORT or auto (default: start a local Ray)")
+    build.add_argument("--ray-actors", type=int, metavar="N",
+                       help="Ray encoding actors, one model each (default: one per GPU, else CPUs / torch threads)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
     add = sub.add_parser("add-vectors", help="add a forward index built from precomputed vectors",
@@ -65,6 +73,10 @@ def make_parser() -> argparse.ArgumentParser:
     coal.add_argument("--out", required=True, help="index directory to create")
     coal.add_argument("--delta", type=float, required=True, help="cosine-distance threshold, e.g. 0.3")
     coal.add_argument("--force", action="store_true", help="replace an existing --out index")
+
+    from indexing.shards import register
+
+    register(sub)  # ff-index shards create|add|merge|verify
     return parser
 
 
@@ -75,12 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         from indexing.build import build_index
 
-        if args.batch_size < 1:
+        if args.batch_size is not None and args.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if args.runner != "ray" and (args.ray_address is not None or args.ray_actors is not None):
+            raise InputError(f"{'--ray-address' if args.ray_address is not None else '--ray-actors'} "
+                             "needs --runner ray")
         manifest = build_index(args.corpus, args.index, force=args.force, threads=args.threads,
                                progress=not args.quiet, encoder=None if args.no_vectors else args.encoder,
                                passage_words=args.passage_words, stride=args.stride,
-                               max_seq_length=args.max_seq_length, dtype=args.dtype, batch_size=args.batch_size)
+                               max_seq_length=args.max_seq_length, dtype=args.dtype, batch_size=args.batch_size,
+                               device=args.device, runner=args.runner, ray_address=args.ray_address,
+                               ray_actors=args.ray_actors)
         vectors = manifest.get("vectors")
         extra = f", {vectors['vectors']:,} vectors of {vectors['dim']}" if vectors else ""
         print(f"wrote {args.index} ({manifest['corpus']['documents']:,} documents{extra})")
@@ -110,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         done = manifest["vectors"]["coalesced"]
         print(f"wrote {args.out} ({done['vectors_before']:,} -> {done['vectors_after']:,} vectors at delta "
               f"{done['delta']:g}, {100 * done['reduction']:.1f}% fewer)")
+    elif args.command == "shards":
+        from indexing.shards import run
+
+        return run(args)
     return 0
 
 

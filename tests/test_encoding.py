@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.encoding import (DEFAULT_ENCODER, embedding_dimension, encode_texts, encoder_fingerprint,
-                               load_encoder, resolve_encoder, split_passages)
+from indexing.encoding import (DEFAULT_ENCODER, default_batch_size, embedding_dimension, encode_batch,
+                               encode_texts, encoder_fingerprint, load_encoder, prepare_texts, resolve_device,
+                               resolve_encoder, run_prepared, split_passages)
 from ranker.errors import InputError
 
 WORDS10 = " ".join(f"w{i}" for i in range(10))
@@ -193,3 +194,100 @@ def test_encode_empty(minilm):
     vectors = encode_texts(minilm, [], progress=False)
     assert vectors.shape == (0, 384)
     assert vectors.dtype == np.float32
+
+
+# --- encode_batch: the one encoding function of both build runners -------------------------------------------
+
+def _legacy_encode(model, texts, batch_size):
+    """What encode_texts computed before encode_batch existed: char-length-sorted model.encode batches."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.empty((len(texts), 384), dtype=np.float32)
+    for first in range(0, len(order), batch_size):
+        idx = order[first:first + batch_size]
+        out[idx] = model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
+                                show_progress_bar=False)
+    return out
+
+
+def _varied_texts(n=16):
+    words = "the forward index stores one dense vector per document and bm25 ranks them".split()
+    texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(1 + (i * 13) % 40)) for i in range(n)]
+    return texts + ["", "x", "x", "  spaced\tout ", " ".join(["long"] * 300)]
+
+
+@pytest.fixture(scope="module")
+def legacy(minilm):
+    """Varied texts (ties, blanks, one past the token limit) and their legacy vectors in batches of 4."""
+    texts = _varied_texts()
+    return texts, _legacy_encode(minilm, texts, batch_size=4)
+
+
+def test_encode_batch_is_bit_identical_to_legacy_encoding(minilm, legacy):
+    texts, expected = legacy
+    assert encode_batch(minilm, texts, batch_size=4).tobytes() == expected.tobytes()
+    assert encode_texts(minilm, texts, batch_size=4, progress=False).tobytes() == expected.tobytes()
+
+
+def test_encode_batch_sets_and_restores_torch_threads(minilm):
+    import torch
+
+    texts, before = _varied_texts(12), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one_thread = _legacy_encode(minilm, texts, batch_size=4)
+    finally:
+        torch.set_num_threads(before)
+    assert encode_batch(minilm, texts, batch_size=4, threads=1).tobytes() == one_thread.tobytes()
+    assert torch.get_num_threads() == before
+
+
+def test_tokenize_ahead_matches_the_models_own_tokenisation(minilm):
+    texts = _varied_texts()
+    prepared = prepare_texts(minilm, texts, batch_size=8, tokenize_ahead=True)
+    assert prepared.tokenized and [len(idx) for idx, _ in prepared.batches] == [8, 8, 5]
+    assert sorted(np.concatenate([idx for idx, _ in prepared.batches]).tolist()) == list(range(len(texts)))
+    lengths = [int(f["attention_mask"].sum(1).max()) for _, f in prepared.batches]
+    assert lengths == sorted(lengths, reverse=True) and lengths[0] == minilm.max_seq_length  # truncated
+    for idx, features in prepared.batches:
+        expected = minilm.preprocess([texts[i] for i in idx])
+        width = features["input_ids"].shape[1]
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            assert (features[name] == expected[name][:, :width]).all()
+            assert not expected[name][:, width:].any()
+
+
+def test_tokenize_ahead_path_encodes_like_model_encode(minilm, legacy):
+    texts, expected = legacy
+    fast = run_prepared(minilm, prepare_texts(minilm, texts, batch_size=4, tokenize_ahead=True))
+    assert fast.dtype == np.float32 and fast.shape == (len(texts), 384)
+    np.testing.assert_allclose(fast, expected, atol=1e-5)
+    unit = run_prepared(minilm, prepare_texts(minilm, texts[:5], batch_size=2, tokenize_ahead=True), normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+
+
+def test_pipelined_local_runner_gives_the_same_bytes(minilm):
+    from indexing.forward_build import EncodeSettings, LocalRunner, Shard
+
+    texts = _varied_texts(12)[:12]
+    shards = [Shard(n, [f"d{n}-{i}" for i in range(2)], [1] * 2, texts[2 * n:2 * n + 2]) for n in range(6)]
+    settings = EncodeSettings(encoder="default", encoder_path="", fingerprint="", corpus_checksum="")
+    results = {}
+    for overlap in (False, True):
+        runner = LocalRunner(model=minilm, overlap=overlap, workers=1)
+        assert runner.start(settings) == "cpu"
+        results[overlap] = [(s.number, v.tobytes()) for s, v in runner.encode(iter(shards), settings, 4)]
+    assert [n for n, _ in results[True]] == list(range(6))
+    assert results[True] == results[False]
+
+
+def test_resolve_device_and_batch_size():
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="--device must be auto, cpu or cuda, got 'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="--device cuda: no CUDA GPU is available"):
+            resolve_device("cuda")
+    assert (default_batch_size("cpu"), default_batch_size("cuda")) == (64, 512)

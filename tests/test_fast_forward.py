@@ -46,9 +46,9 @@ def test_manifest_describes_the_vectors(ff_index):
 
 def test_interrupted_encoding_resumes_to_identical_vectors(tmp_path, ff_index, monkeypatch):
     beir = write_beir(tmp_path / "tiny")
-    import indexing.encoding as encoding
+    import indexing.forward_build as encoding
 
-    real = encoding.encode_texts
+    real = encoding.encode_shard
     calls = {"n": 0}
 
     def crash_on_second_shard(*args, **kwargs):
@@ -57,14 +57,14 @@ def test_interrupted_encoding_resumes_to_identical_vectors(tmp_path, ff_index, m
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C during shard 2
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(encoding, "encode_texts", crash_on_second_shard)
+    monkeypatch.setattr(encoding, "encode_shard", crash_on_second_shard)
     with pytest.raises(KeyboardInterrupt):
         build_index(beir, tmp_path / "index", encoder="default", progress=False, shard_docs=2)
     assert not (tmp_path / "index").exists()
     shards = tmp_path / ".index.encode-shards"
     assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.ids.json", "shard-00000.vectors.npy"]
 
-    monkeypatch.setattr(encoding, "encode_texts", real)
+    monkeypatch.setattr(encoding, "encode_shard", real)
     calls["n"] = 0
     build_index(beir, tmp_path / "index", encoder="default", progress=False, shard_docs=2)
     assert not shards.exists()
