@@ -2,9 +2,11 @@
 
     app = create_app({"INDEXES": {"scifact": "work/scifact"}, "EAGER_LOAD": True})
 
-Configuration: :data:`service.config.DEFAULTS`, then ``FF_*`` environment
-variables (``FF_INDEXES=name=path,name2=path2``, ``FF_CANDIDATES=100`` ...),
-then ``config``. Index paths come only from configuration, never from a request.
+Configuration, each layer over the one before (:func:`service.config.fill_config`):
+:data:`service.config.DEFAULTS`; the TOML file ``config["CONFIG_FILE"]`` or
+``$FF_CONFIG``; ``FF_*`` environment variables (``FF_INDEXES=name=path,name2=path2``,
+``FF_CANDIDATES=100`` ...); then ``config``. A mistake in any of them is an
+``InputError``. Index paths come only from configuration, never from a request.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from service import docs, errors, health, openapi, page, params, search
-from service.config import DEFAULTS, check_config, parse_indexes
+from service.config import fill_config
 from service.metrics import Metrics
 from service.resources import Registry
 
@@ -27,12 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config, error handlers, blueprints, the index registry and metrics."""
     app = Flask(__name__)
     app.url_map.merge_slashes = False  # /v1/docs/a//b is document 'a//b', not an HTML redirect to 'a/b'
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env("FF")
-    if config:
-        app.config.update(config)
-    app.config["INDEXES"] = parse_indexes(app.config["INDEXES"])
-    check_config(app.config)
+    fill_config(app.config, config)
     app.json.sort_keys = False  # keep hits' fields in the documented order
 
     errors.register(app)

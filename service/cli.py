@@ -1,6 +1,7 @@
 """``ff-serve``: the search API under gunicorn (never Flask's development server).
 
     ff-serve --index scifact=work/scifact --workers 2 --threads 4
+    ff-serve --config serve.toml            # settings from a TOML file (see --help, service/config.py)
 
 Each worker process creates the app after the fork (``preload_app=False``),
 starts its own JVM and loads the indexes, in its main thread, before it
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -20,27 +22,53 @@ from pathlib import Path
 from typing import Any
 
 from ranker.errors import InputError, cli_entry
-from service.config import check_index, parse_index_spec
+from service.config import check_index, fill_config, parse_index_spec
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_TIMEOUT = 60  # seconds
+TIMEOUT_MARGIN = 30   # seconds above the time budget, for the default --timeout
+
+EPILOG = """\
+configuration: each setting (the keys of service.config.DEFAULTS) is taken from the first of
+  1. a command-line flag (--index, --candidates, --dense-k, --time-budget-ms, --torch-threads)
+  2. an environment variable FF_NAME, e.g. FF_ALPHA=0.5, FF_INDEXES=scifact=work/scifact
+  3. the TOML file of --config FILE, else of FF_CONFIG=FILE, e.g.
+         INDEXES = {scifact = "work/scifact"}
+         DEFAULT_MODE = "hybrid"
+         ALPHA = 0.35
+         TIME_BUDGET_MS = 2000
+  4. the defaults
+--index replaces the INDEXES of the environment and the file. An unknown key in
+the file is an error; the server checks everything before it starts.
+"""
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``ff-serve`` argument parser."""
-    parser = argparse.ArgumentParser(prog="ff-serve", description="Serve Fast-Forward indexes over HTTP (gunicorn).")
-    parser.add_argument("--index", action="append", required=True, metavar="NAME=PATH",
-                        help="an index to serve, repeatable; the first is the default")
+    parser = argparse.ArgumentParser(prog="ff-serve", description="Serve Fast-Forward indexes over HTTP (gunicorn).",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", action="append", metavar="NAME=PATH",
+                        help="an index to serve, repeatable; the first is the default (default: INDEXES of the "
+                             "environment or the configuration file)")
+    parser.add_argument("--config", metavar="FILE", help="a TOML configuration file (default: $FF_CONFIG, if set)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own JVM (default: 1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per worker; above 1 uses gunicorn's gthread workers (default: 1)")
-    parser.add_argument("--candidates", type=int, default=1000, help="BM25 candidates re-ranked in ff mode "
-                                                                     "(default: 1000)")
+    parser.add_argument("--candidates", type=int,
+                        help="BM25 candidates re-ranked in ff and hybrid modes (CANDIDATES; default: 1000)")
+    parser.add_argument("--dense-k", type=int,
+                        help="dense candidates added per query in hybrid mode (DENSE_K; default: 100)")
+    parser.add_argument("--time-budget-ms", type=int, metavar="MS",
+                        help="a search still running after MS milliseconds is answered 503; 0: no budget "
+                             "(TIME_BUDGET_MS; default: 2000)")
     parser.add_argument("--torch-threads", type=int,
-                        help="torch threads per worker for query encoding (default: CPUs / workers)")
-    parser.add_argument("--timeout", type=int, default=60,
-                        help="seconds before a silent worker is restarted (default: 60)")
+                        help="torch threads per worker for query encoding (TORCH_THREADS; default: CPUs / workers)")
+    parser.add_argument("--timeout", type=int,
+                        help="seconds before a silent worker is restarted: with --threads 1, the backstop for a "
+                             "request stuck in one stage; must exceed the time budget (default: "
+                             f"{DEFAULT_TIMEOUT}, or the budget + {TIMEOUT_MARGIN} if that is more)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: info)")
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
     return parser
@@ -50,43 +78,74 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ff-serve``."""
     args = make_parser().parse_args(argv)
-    indexes = _check_args(args)
-    config = {"INDEXES": {name: str(path) for name, path in indexes.items()}, "EAGER_LOAD": False,
-              "CANDIDATES": args.candidates,
-              "TORCH_THREADS": args.torch_threads or max(1, (os.cpu_count() or 1) // args.workers)}
+    config, timeout = _check_args(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
     options = {
         "bind": f"{host}:{args.port}", "workers": args.workers, "threads": args.threads,
         "worker_class": "gthread" if args.threads > 1 else "sync", "preload_app": False,
-        "timeout": args.timeout, "graceful_timeout": 10, "loglevel": args.log_level, "errorlog": "-",
+        "timeout": timeout, "graceful_timeout": 10, "loglevel": args.log_level, "errorlog": "-",
         "accesslog": "-" if args.access_log else None, "proc_name": "ff-serve", "control_socket_disable": True,
         "limit_request_line": 8190,  # the most gunicorn allows: a 1,000-character q fits
     }
     return serve(config, options)
 
 
-def _check_args(args: argparse.Namespace) -> dict[str, Path]:
-    """Check every option before anything starts; each mistake is one line and exit status 2."""
+def _check_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """Check every option, the configuration file and the environment before anything starts; each mistake
+    is one line and exit status 2. Returns the workers' ``create_app`` config (the flags and the file; each
+    worker reads the same file and environment) and gunicorn's worker timeout."""
     for name, value, low in (("--workers", args.workers, 1), ("--threads", args.threads, 1),
-                             ("--candidates", args.candidates, 1), ("--timeout", args.timeout, 1),
+                             ("--candidates", args.candidates, 1), ("--dense-k", args.dense_k, 1),
+                             ("--time-budget-ms", args.time_budget_ms, 0), ("--timeout", args.timeout, 1),
                              ("--torch-threads", args.torch_threads, 1)):
         if value is not None and value < low:
             raise InputError(f"{name} must be at least {low}, got {value}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must lie in 0..65535, got {args.port}")
-    indexes: dict[str, Path] = {}
-    for spec in args.index:
-        name, path = parse_index_spec(spec)
-        if name in indexes:
-            raise InputError(f"--index {name}: the name is given twice")
-        indexes[name] = path
-    for name, path in indexes.items():
+    config: dict[str, Any] = {"CONFIG_FILE": os.path.abspath(args.config) if args.config else None}
+    if args.index:
+        indexes: dict[str, str] = {}
+        for spec in args.index:
+            name, path = parse_index_spec(spec)
+            if name in indexes:
+                raise InputError(f"--index {name}: the name is given twice")
+            indexes[name] = str(path)
+        config["INDEXES"] = indexes
+    for key, value in (("CANDIDATES", args.candidates), ("DENSE_K", args.dense_k),
+                       ("TIME_BUDGET_MS", args.time_budget_ms), ("TORCH_THREADS", args.torch_threads)):
+        if value is not None:
+            config[key] = value
+    from flask import Config  # the layers exactly as each worker's create_app will stack them
+
+    effective = Config(os.getcwd())
+    sources = fill_config(effective, {**config, "CONFIG_FILE": args.config})
+    if not effective["INDEXES"]:
+        raise InputError("no index configured; pass --index NAME=PATH, or set INDEXES in the --config file "
+                         "or FF_INDEXES=NAME=PATH")
+    if effective["DEFAULT_INDEX"] is not None and effective["DEFAULT_INDEX"] not in effective["INDEXES"]:
+        raise InputError(f"DEFAULT_INDEX {effective['DEFAULT_INDEX']!r} is not one of the configured indexes")
+    timeout = _timeout(args.timeout, effective["TIME_BUDGET_MS"])
+    for name, path in effective["INDEXES"].items():
+        where = f"--index {name}" if args.index else f"index {name} (from {sources['INDEXES']})"
         try:
             if "vectors" in check_index(path):
                 _check_vectors(path)
         except InputError as err:
-            raise InputError(f"--index {name}: {err}") from None
-    return indexes
+            raise InputError(f"{where}: {err}") from None
+    config["EAGER_LOAD"] = False  # each worker loads before it accepts a connection (Server.load)
+    if effective["TORCH_THREADS"] is None:
+        config["TORCH_THREADS"] = max(1, (os.cpu_count() or 1) // args.workers)
+    return config, timeout
+
+
+def _timeout(timeout: int | None, budget_ms: float) -> int:
+    """gunicorn's worker timeout (seconds): above the time budget, as the backstop for a stage that hangs."""
+    if timeout is None:
+        return max(DEFAULT_TIMEOUT, math.ceil(budget_ms / 1000) + TIMEOUT_MARGIN)
+    if budget_ms and timeout * 1000 <= budget_ms:
+        raise InputError(f"--timeout ({timeout} s) must exceed the time budget (TIME_BUDGET_MS = {budget_ms:g} ms): "
+                         "it restarts a worker stuck past its budget")
+    return timeout
 
 
 def _check_vectors(path: Path) -> None:

@@ -1,34 +1,62 @@
-"""Configuration defaults and the parsing of index specs (``NAME=PATH``); no Flask imported here."""
+"""Configuration: the defaults, the layers above them, index specs (``NAME=PATH``); no Flask imported here.
+
+A setting's value comes from the first of these that sets it, highest first:
+
+1. the command line (``ff-serve --candidates 100``), or the mapping passed to
+   ``create_app(config)``;
+2. an ``FF_*`` environment variable: ``FF_CANDIDATES=100``, ``FF_ALPHA=0.5``,
+   ``FF_INDEXES=name=path,name2=path2``; the value is read as JSON if it
+   parses (``100``, ``true``, ``{"a": "work/a"}``), else as a string;
+3. the TOML configuration file named by ``ff-serve --config FILE``
+   (``create_app({"CONFIG_FILE": FILE})``) or else by ``FF_CONFIG=FILE``;
+   its keys are those of :data:`DEFAULTS`, upper case::
+
+       INDEXES = {scifact = "work/scifact", tiny = "work/tiny"}   # paths relative to the working directory
+       DEFAULT_MODE = "hybrid"
+       ALPHA = 0.35
+       DENSE_K = 100
+       TIME_BUDGET_MS = 2000
+
+   An unknown key or malformed TOML is an error naming the file (and key or line);
+4. :data:`DEFAULTS`.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from ranker.errors import InputError
+from ranker.errors import InputError, input_error
 
 DEFAULTS: dict[str, Any] = {
     "INDEXES": {},               # {name: path}; from FF_INDEXES as "name=path,name2=path2" (or JSON)
     "DEFAULT_INDEX": None,       # used when a request names no index; None: the first configured
     "EAGER_LOAD": False,         # load indexes in a background thread at start-up, not on first use
-    "CANDIDATES": 1000,          # BM25 candidates (k_s) re-ranked in ff mode
+    "CANDIDATES": 1000,          # BM25 candidates (k_s) re-ranked in ff and hybrid modes
+    "DENSE_K": 100,              # hybrid mode: exact dense candidates added to BM25's, per query
     "DEFAULT_K": 10,
     "MAX_K": 100,
     "MAX_QUERY_CHARS": 1000,
     "MAX_BATCH": 32,
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "DEFAULT_MODE": "ff",        # bm25 for an index without vectors
-    "ALPHA": 0.35,               # weight of the BM25 score in ff mode
+    "ALPHA": 0.35,               # weight of the BM25 score in ff and hybrid modes
     "NORMALIZATION": "minmax",   # per-query score normalisation before interpolation (none|minmax|zscore)
     "SNIPPET_CHARS": 200,
     "SEARCH_THREADS": 1,         # Lucene threads per request (requests already run in parallel)
     "TORCH_THREADS": None,       # torch intra-op threads for query encoding; None: torch's default
+    "TIME_BUDGET_MS": 2000,      # a search still running after this many ms is a 503; 0: no budget
 }
 
-MODES = ("ff", "bm25", "dense")
+MODES = ("ff", "bm25", "dense", "hybrid")
+VECTOR_MODES = ("ff", "dense", "hybrid")  # the modes that need a forward index
+FUSED_MODES = ("ff", "hybrid")            # the modes that interpolate BM25 and dense scores
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TOML_WHERE = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
 
 
 def parse_index_spec(spec: str) -> tuple[str, Path]:
@@ -64,24 +92,131 @@ def check_index(path: Path) -> dict[str, Any]:
     return read_manifest(path)
 
 
+def load_toml(file: IO[bytes], name: str | None = None) -> dict[str, Any]:
+    """Read a configuration file (the ``load`` of ``flask.Config.from_file``): TOML, only keys of :data:`DEFAULTS`.
+
+    Every mistake is an :class:`InputError` of one line naming the file (``name``, else the file's own
+    name), and the line or the key.
+    """
+    import tomllib
+
+    name = name or getattr(file, "name", "the configuration file")
+    data = file.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise input_error(name, f"not UTF-8 (byte {err.start})") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        where = _TOML_WHERE.search(message)
+        line, column = None, None
+        if where:
+            message = message[:where.start()]
+            # "at end of document": the last line
+            line, column = int(where.group(1) or max(1, len(text.splitlines()))), where.group(2)
+        detail = f"malformed TOML: {message}" + (f" (column {column})" if column else "")
+        raise input_error(name, detail, line) from None
+    for key in values:
+        if key not in DEFAULTS:
+            raise input_error(name, f"unknown key {key!r}{_did_you_mean(key)}")
+    return values
+
+
+def _did_you_mean(key: str) -> str:
+    if key.upper() in DEFAULTS:
+        return f"; keys are upper case: {key.upper()}"
+    close = difflib.get_close_matches(key.upper(), DEFAULTS, n=1)
+    return f"; did you mean {close[0]}?" if close else f"; expected one of {', '.join(DEFAULTS)}"
+
+
+def fill_config(target: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Fill ``target`` (a ``flask.Config``): :data:`DEFAULTS` < config file < ``FF_*`` variables < ``overrides``.
+
+    The file is ``overrides["CONFIG_FILE"]``, else ``$FF_CONFIG``, else none;
+    ``target["CONFIG_FILE"]`` keeps its path. ``INDEXES`` is parsed and every
+    setting checked (:func:`check_config`). Returns where each setting that
+    is not a default came from (the file's path, ``FF_NAME`` or ``"given"``),
+    for error messages.
+    """
+    overrides = dict(overrides or {})
+    target.from_mapping(DEFAULTS)
+    sources: dict[str, str] = {}
+    path = overrides.pop("CONFIG_FILE", None) or os.environ.get("FF_CONFIG") or None
+    if path:
+        path = str(path)
+        full = os.path.abspath(path)  # from_file would take a relative path as relative to the app's package
+        if not os.path.isfile(full):
+            raise InputError(f"{path}: no such configuration file")
+        in_file: dict[str, Any] = {}
+
+        def load(file: IO[bytes]) -> dict[str, Any]:
+            in_file.update(load_toml(file, name=path))
+            return in_file
+
+        try:
+            target.from_file(full, load=load, text=False)
+        except OSError as err:
+            raise InputError(f"{path}: cannot read the configuration file ({err.strerror})") from None
+        sources.update((key, path) for key in in_file)
+    target.from_prefixed_env("FF")
+    target.pop("CONFIG", None)  # FF_CONFIG names the file, it is not a setting
+    sources.update((name[3:], name) for name in os.environ if name.startswith("FF_") and name[3:] in DEFAULTS)
+    target.update(overrides)
+    sources.update((key, "given") for key in overrides)
+    target["CONFIG_FILE"] = path
+    try:
+        target["INDEXES"] = parse_indexes(target["INDEXES"])
+        check_config(target)
+    except InputError as err:
+        key = getattr(err, "key", "INDEXES")
+        if sources.get(key, "given") != "given":
+            raise InputError(f"{err} (from {sources[key]})") from None
+        raise
+    return sources
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Check the search settings of an app's config; :class:`InputError` names the first bad key."""
     from ranker.fusion import NORMALIZATIONS
 
-    for key in ("CANDIDATES", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH", "SNIPPET_CHARS", "SEARCH_THREADS"):
+    for key in ("CANDIDATES", "DENSE_K", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH", "SNIPPET_CHARS",
+                "SEARCH_THREADS", "MAX_CONTENT_LENGTH"):
         if not _positive_int(config[key]):
-            raise InputError(f"{key} must be a positive integer, got {config[key]!r}")
+            raise _bad(key, f"{key} must be a positive integer, got {config[key]!r}")
     if not _positive_int(config["DEFAULT_K"]) or config["DEFAULT_K"] > config["MAX_K"]:
-        raise InputError(f"DEFAULT_K must be an integer from 1 to MAX_K ({config['MAX_K']}), "
-                         f"got {config['DEFAULT_K']!r}")
+        raise _bad("DEFAULT_K", f"DEFAULT_K must be an integer from 1 to MAX_K ({config['MAX_K']}), "
+                                f"got {config['DEFAULT_K']!r}")
     alpha = config["ALPHA"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise InputError(f"ALPHA must be a number from 0 to 1, got {alpha!r}")
+    if not _number(alpha) or not 0 <= alpha <= 1:
+        raise _bad("ALPHA", f"ALPHA must be a number from 0 to 1, got {alpha!r}")
     if config["NORMALIZATION"] not in NORMALIZATIONS:
-        raise InputError(f"NORMALIZATION must be one of {', '.join(NORMALIZATIONS)}, got {config['NORMALIZATION']!r}")
+        raise _bad("NORMALIZATION", f"NORMALIZATION must be one of {', '.join(NORMALIZATIONS)}, "
+                                    f"got {config['NORMALIZATION']!r}")
     if config["DEFAULT_MODE"] not in MODES:
-        raise InputError(f"DEFAULT_MODE must be one of {', '.join(MODES)}, got {config['DEFAULT_MODE']!r}")
+        raise _bad("DEFAULT_MODE", f"DEFAULT_MODE must be one of {', '.join(MODES)}, got {config['DEFAULT_MODE']!r}")
+    budget = config["TIME_BUDGET_MS"]
+    if not _number(budget) or not 0 <= budget < float("inf"):
+        raise _bad("TIME_BUDGET_MS", f"TIME_BUDGET_MS must be a number of milliseconds, 0 or more (0: no "
+                                     f"budget), got {budget!r}")
+    if not isinstance(config["EAGER_LOAD"], bool):
+        raise _bad("EAGER_LOAD", f"EAGER_LOAD must be true or false, got {config['EAGER_LOAD']!r}")
+    if config["TORCH_THREADS"] is not None and not _positive_int(config["TORCH_THREADS"]):
+        raise _bad("TORCH_THREADS", f"TORCH_THREADS must be a positive integer, got {config['TORCH_THREADS']!r}")
+    if config["DEFAULT_INDEX"] is not None and not isinstance(config["DEFAULT_INDEX"], str):
+        raise _bad("DEFAULT_INDEX", f"DEFAULT_INDEX must be an index name, got {config['DEFAULT_INDEX']!r}")
+
+
+def _bad(key: str, message: str) -> InputError:
+    err = InputError(message)
+    err.key = key  # type: ignore[attr-defined]
+    return err
 
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

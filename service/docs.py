@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
 
+from service.config import MODES
 from service.errors import InvalidParameter, UnknownIndex, shorten
 from service.resources import current_registry, loaded_registry
 
@@ -57,12 +58,13 @@ def document(docno: str) -> Response:
 
 @bp.get("/indexes")
 def indexes() -> Response:
-    """The configured indexes, whether they are loaded, and their manifests."""
+    """The configured indexes, their modes, whether they are loaded, their manifests; the search settings."""
     registry = current_registry()
     return jsonify(indexes=[
         {"name": name, "default": name == registry.default,
-         "modes": ["ff", "bm25", "dense"] if registry.has_vectors(name) else ["bm25"],
+         "modes": list(MODES) if registry.has_vectors(name) else ["bm25"],
          "loaded": registry.ready, "manifest": registry.manifests[name]}
         for name in registry.paths
     ], config={key.lower(): current_app.config[key] for key in
-               ("CANDIDATES", "DEFAULT_K", "MAX_K", "ALPHA", "NORMALIZATION", "MAX_QUERY_CHARS", "MAX_BATCH")})
+               ("CANDIDATES", "DENSE_K", "DEFAULT_K", "MAX_K", "ALPHA", "NORMALIZATION", "MAX_QUERY_CHARS",
+                "MAX_BATCH", "TIME_BUDGET_MS")})

@@ -1,6 +1,8 @@
 """Every error as JSON: ``{"error": {"code": 400, "name": "Bad Request", "message": ..., "field": ...}}``.
 
-One handler turns every ``HTTPException`` (our own, and Flask's 404/405/413)
+``code`` is always the HTTP status; a 503 for a search that ran past its time
+budget adds ``"reason": "time_budget_exceeded"`` (a 503 without a reason: the
+indexes are loading or failed to load). One handler turns every ``HTTPException`` (our own, and Flask's 404/405/413)
 into that body; ``ranker.errors.InputError`` is a 400; anything else is a bug,
 logged with its traceback and answered with a JSON 500 that reveals nothing.
 """
@@ -41,6 +43,17 @@ class Loading(ServiceUnavailable):
         super().__init__(message, retry_after=1)
 
 
+class TimeBudgetExceeded(ServiceUnavailable):
+    """A search ran past ``TIME_BUDGET_MS``; ``stage`` is the stage after which it was stopped."""
+
+    reason = "time_budget_exceeded"
+
+    def __init__(self, budget_ms: float, elapsed_ms: float, stage: str) -> None:
+        super().__init__(f"the search ran past its time budget of {budget_ms:g} ms (stopped after the {stage} stage, "
+                         f"at {elapsed_ms:.0f} ms); retry later, or send fewer queries at once", retry_after=1)
+        self.stage = stage
+
+
 def shorten(value: Any, limit: int = 40) -> str:
     """``repr(value)``, cut to ``limit`` characters, for echoing user input in a message."""
     try:
@@ -56,6 +69,8 @@ def error_response(err: HTTPException) -> Response:
     body: dict[str, Any] = {"code": code, "name": err.name, "message": err.description}
     if getattr(err, "field", None):
         body["field"] = err.field
+    if getattr(err, "reason", None):
+        body["reason"] = err.reason
     response = jsonify(error=body)
     response.status_code = code
     for name, value in err.get_headers():

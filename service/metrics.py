@@ -1,4 +1,5 @@
-"""Prometheus metrics (prometheus-client): requests by endpoint and status, latency per request and per stage.
+"""Prometheus metrics (prometheus-client): requests by endpoint and status, latency per request and per stage,
+searches stopped for running past their time budget.
 
 Under ``ff-serve`` with several workers, ``PROMETHEUS_MULTIPROC_DIR`` is set
 and ``/metrics`` aggregates every worker's values (prometheus-client's
@@ -24,10 +25,14 @@ class Metrics:
         self.latency = Histogram("ff_http_request_duration_seconds", "Time to answer an HTTP request.",
                                  ["endpoint"], buckets=BUCKETS, registry=self.registry)
         self.stages = Histogram("ff_search_stage_duration_seconds",
-                                "Time per search stage (sparse, encode, dense, fusion, documents), per request.",
+                                "Time per search stage (encode, sparse, dense, rerank, documents), per request.",
                                 ["mode", "stage"], buckets=BUCKETS, registry=self.registry)
         self.queries = Counter("ff_search_queries", "Queries searched, by index and mode.", ["index", "mode"],
                                registry=self.registry)
+        self.over_budget = Counter("ff_search_time_budget_exceeded",
+                                   "Searches answered 503 for running past TIME_BUDGET_MS, by index, mode and the "
+                                   "stage after which they were stopped.", ["index", "mode", "stage"],
+                                   registry=self.registry)
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""
@@ -39,6 +44,10 @@ class Metrics:
         self.queries.labels(index, mode).inc(queries)
         for stage, seconds in timings.items():
             self.stages.labels(mode, stage).observe(seconds)
+
+    def observe_over_budget(self, index: str, mode: str, stage: str) -> None:
+        """Count a search stopped after ``stage`` for running past its time budget."""
+        self.over_budget.labels(index, mode, stage).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format of all metrics (of every worker, in multiprocess mode)."""

@@ -55,10 +55,14 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     k = {"type": "integer", "minimum": 1, "maximum": max_k, "default": config["DEFAULT_K"],
          "description": f"hits per query, 1 to {max_k}"}
     alpha = {"type": "number", "minimum": 0, "maximum": 1, "default": config["ALPHA"],
-             "description": "ff mode: the weight of the (normalised) BM25 score; the dense score gets 1 - alpha"}
+             "description": "ff and hybrid modes: the weight of the (normalised) BM25 score; the dense score "
+                            "gets 1 - alpha"}
     mode = {"type": "string", "enum": list(MODES), "default": config["DEFAULT_MODE"],
-            "description": "ff: BM25 candidates re-ranked with dense vectors; bm25: BM25 only; dense: exact "
-                           "dense retrieval. An index without vectors serves bm25 only (and defaults to it)."}
+            "description": f"ff: BM25's top {config['CANDIDATES']} candidates re-ranked with dense vectors; "
+                           f"hybrid: the same plus the top {config['DENSE_K']} documents by exact dense search "
+                           "(a document BM25 did not return gets a BM25 score of 0); bm25: BM25 only; dense: "
+                           "exact dense retrieval. An index without vectors serves bm25 only (and defaults to it)."}
+    budget = config["TIME_BUDGET_MS"]
     index = {"type": "string", "enum": names, "default": registry.default,
              "description": f"an index this server serves (default {registry.default})"}
     qid = {"type": "string", "minLength": 1, "maxLength": MAX_QID_CHARS, "pattern": r"\S",
@@ -71,11 +75,12 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
             "properties": {
                 "docno": {"type": "string"},
                 "rank": {"type": "integer", "minimum": 1},
-                "score": {"type": "number", "description": "ff: alpha * score_sparse + (1 - alpha) * score_dense"},
+                "score": {"type": "number", "description": "ff and hybrid: alpha * score_sparse + (1 - alpha) * "
+                                                           "score_dense"},
                 "score_sparse": _nullable({"type": "number", "description": "the BM25 score (normalised per query "
-                                           "in ff mode); null in dense mode"}),
+                                           "in ff and hybrid modes); null in dense mode"}),
                 "score_dense": _nullable({"type": "number", "description": "the dense score (normalised per query "
-                                          "in ff mode); null in bm25 mode"}),
+                                          "in ff and hybrid modes); null in bm25 mode"}),
                 "title": _nullable({"type": "string", "description": "the stored title ('' if none)"}),
                 "snippet": _nullable({"type": "string", "description": "the start of the stored text, cut at a "
                                       f"word, at most {config['SNIPPET_CHARS']} characters plus an ellipsis"}),
@@ -85,20 +90,24 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
             "type": "object", "description": "milliseconds per stage of this request",
             "additionalProperties": {"type": "number", "minimum": 0},
             "properties": {stage: {"type": "number", "minimum": 0, "description": what} for stage, what in (
-                ("encode", "query encoding"), ("sparse", "BM25 search"), ("dense", "exact dense search"),
+                ("encode", "query encoding"), ("sparse", "BM25 search"),
+                ("dense", "exact dense search (dense mode), or of the dense candidates (hybrid mode)"),
                 ("rerank", "vector look-up, scoring and fusion"), ("documents", "titles and snippets"))},
         },
         "SearchSettings": {
             "type": "object",
-            "required": ["index", "mode", "k", "alpha", "normalization", "candidates", "timings_ms"],
+            "required": ["index", "mode", "k", "alpha", "normalization", "candidates", "dense_k", "timings_ms"],
             "properties": {
                 "index": {"type": "string", "enum": names}, "mode": {"type": "string", "enum": list(MODES)},
                 "k": {"type": "integer", "minimum": 1, "maximum": max_k},
-                "alpha": _nullable({"type": "number", "minimum": 0, "maximum": 1, "description": "null unless ff"}),
+                "alpha": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                    "description": "null unless ff or hybrid"}),
                 "normalization": _nullable({"type": "string", "enum": ["none", "minmax", "zscore", None],
-                                            "description": "null unless ff"}),
+                                            "description": "null unless ff or hybrid"}),
                 "candidates": _nullable({"type": "integer", "minimum": 1,
-                                         "description": "BM25 candidates re-ranked; null unless ff"}),
+                                         "description": "BM25 candidates re-ranked; null unless ff or hybrid"}),
+                "dense_k": _nullable({"type": "integer", "minimum": 1,
+                                      "description": "dense candidates added per query; null unless hybrid"}),
                 "timings_ms": _ref("Timings"),
             },
         },
@@ -151,15 +160,18 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
                     }}},
                 "config": {
                     "type": "object", "additionalProperties": False,
-                    "required": ["candidates", "default_k", "max_k", "alpha", "normalization", "max_query_chars",
-                                 "max_batch"],
+                    "required": ["candidates", "dense_k", "default_k", "max_k", "alpha", "normalization",
+                                 "max_query_chars", "max_batch", "time_budget_ms"],
                     "properties": {
                         "candidates": {"type": "integer", "minimum": 1},
+                        "dense_k": {"type": "integer", "minimum": 1},
                         "default_k": {"type": "integer", "minimum": 1}, "max_k": {"type": "integer", "minimum": 1},
                         "alpha": {"type": "number", "minimum": 0, "maximum": 1},
                         "normalization": {"type": "string", "enum": ["none", "minmax", "zscore"]},
                         "max_query_chars": {"type": "integer", "minimum": 1},
                         "max_batch": {"type": "integer", "minimum": 1},
+                        "time_budget_ms": {"type": "number", "minimum": 0,
+                                           "description": "a search's time budget; 0: none"},
                     }},
             },
         },
@@ -171,6 +183,9 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
                 "message": {"type": "string", "description": "what was wrong and what is expected"},
                 "field": {"type": "string", "description": "the parameter or JSON field at fault, e.g. k or "
                                                           "queries[1].q"},
+                "reason": {"type": "string", "enum": ["time_budget_exceeded"],
+                           "description": "why a 503: the search ran past its time budget (absent: the indexes "
+                                          "are loading or failed to load)"},
             },
         },
         "Error": {"type": "object", "additionalProperties": False, "required": ["error"],
@@ -196,7 +211,10 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
         "MethodNotAllowed": error_response(405, "the method is not allowed; the Allow header lists those that are"),
         "PayloadTooLarge": error_response(413, f"the body is larger than {config['MAX_CONTENT_LENGTH']} bytes"),
         "UriTooLong": error_response(414, "the request line is too long (answered by gunicorn)"),
-        "Unavailable": error_response(503, "the indexes are still loading (Retry-After: 1) or failed to load"),
+        "Unavailable": error_response(503, "the indexes are still loading (Retry-After: 1) or failed to load; or "
+                                      + (f"the search ran past its time budget of {budget:g} ms (reason "
+                                         "time_budget_exceeded, Retry-After: 1)" if budget else
+                                         "(with a time budget configured) the search ran past it")),
         "InternalError": error_response(500, "a bug; the server log has the details"),
     }
     common = {"404": _response("NotFound"), "405": _response("MethodNotAllowed"), "500": _response("InternalError")}
@@ -273,7 +291,8 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Fast-Forward search", "version": "1",
                  "description": "BM25 candidates re-ranked with precomputed dense vectors (Fast-Forward indexes). "
-                                "Every error is JSON: {\"error\": {\"code\", \"name\", \"message\", \"field\"}}."},
+                                "Every error is JSON: {\"error\": {\"code\", \"name\", \"message\", \"field\", "
+                                "\"reason\"}}; code is the HTTP status."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": schemas, "responses": responses},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import InvalidParameter, UnknownIndex, shorten
-from service.config import MODES
+from service.config import MODES, VECTOR_MODES
 from service.resources import Registry
 
 FIELDS = ("q", "queries", "k", "alpha", "mode", "index")
@@ -108,11 +108,9 @@ def _mode(value: Any, config: Mapping[str, Any], registry: Registry, index: str)
         return config["DEFAULT_MODE"] if vectors else "bm25"
     if not isinstance(value, str):
         raise InvalidParameter("mode", f"mode must be a string, got {_type(value)}")
-    if value == "hybrid":
-        raise InvalidParameter("mode", "mode 'hybrid' is not available yet; use ff, bm25 or dense")
     if value not in MODES:
         raise InvalidParameter("mode", f"mode must be one of {', '.join(MODES)}, got {shorten(value)}")
-    if value != "bm25" and not vectors:
+    if value in VECTOR_MODES and not vectors:
         raise InvalidParameter("mode", f"mode {value!r} needs dense vectors, and index {index!r} has BM25 only; "
                                        "use mode=bm25")
     return value

@@ -9,10 +9,12 @@ process (tests) share them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from service.config import check_index
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from ranker.fast_forward import FastForward
@@ -47,42 +48,66 @@ class IndexHandle:
 
     @property
     def has_vectors(self) -> bool:
-        """Whether the index has a forward index (ff and dense modes)."""
+        """Whether the index has a forward index (ff, dense and hybrid modes)."""
         return self.ff is not None
 
     def search(self, queries: pd.DataFrame, k: int, mode: str, alpha: float, normalization: str,
-               candidates: int, threads: int) -> tuple[pd.DataFrame, dict[str, float]]:
+               candidates: int, threads: int, dense_k: int = 0,
+               checkpoint: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
         """Top ``k`` per query as a DataFrame (``qid, docno, score, rank, score_sparse, score_dense``)
-        and the seconds each stage took. Arguments are assumed valid (checked at the door)."""
+        and the seconds each stage took (summed over the queries). Arguments are assumed valid (checked
+        at the door).
+
+        ``checkpoint(stage)`` runs after each stage of each query, so that it can stop a search that
+        takes too long (it raises); the exact dense search (dense and hybrid modes) runs once for the
+        whole batch, one pass over the vectors. In ``hybrid`` mode each query's top ``dense_k``
+        documents by exact dense search join BM25's ``candidates``; those BM25 did not return get a
+        BM25 score of 0, as in ``FastForward.rank(..., dense_k=...)``.
+        """
+        import numpy as np
         import pandas as pd
 
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
+        stages = _Stages(checkpoint)
+        one = [pd.DataFrame({"qid": [qid], "query": [text]}) for qid, text in zip(queries["qid"], queries["query"])]
+        parts: list[pd.DataFrame] = []
         if mode == "bm25":
-            df = self.bm25.search(queries, k=k, threads=threads).df
-            timings["sparse"] = time.perf_counter() - start
-            return df.assign(score_sparse=df["score"], score_dense=None), timings
+            for query in one:
+                with stages("sparse"):
+                    df = self.bm25.search(query, k=k, threads=threads).df
+                parts.append(df.assign(score_sparse=df["score"], score_dense=None))
+            return _concat(parts), stages.timings
         assert self.ff is not None
-        vectors = self.ff.encoder(queries["query"].tolist())
-        timings["encode"] = time.perf_counter() - start
-        start = time.perf_counter()
-        if mode == "dense":
-            df = self.ff.dense_search(queries, k=k, query_vectors=vectors).df
-            timings["dense"] = time.perf_counter() - start
-            return df.assign(score_sparse=None, score_dense=df["score"]), timings
-        sparse = self.bm25.search(queries, k=max(candidates, k), threads=threads).df
-        timings["sparse"] = time.perf_counter() - start
-        start = time.perf_counter()
-        parts = []
-        for (qid, group), vector in zip(sparse.groupby("qid", sort=False), _vectors_by_qid(queries, vectors, sparse)):
-            top = self.ff.rerank(vector, group["docno"].tolist(), group["score"].to_numpy(), alpha=alpha,
-                                 normalization=normalization)
-            parts.append(pd.DataFrame({"qid": qid, "docno": top.docnos[:k], "score": top.score[:k],
-                                       "rank": range(1, min(k, len(top.docnos)) + 1),
-                                       "score_sparse": top.score_sparse[:k], "score_dense": top.score_dense[:k]}))
-        timings["rerank"] = time.perf_counter() - start  # vector look-up + scoring + fusion
-        columns = ["qid", "docno", "score", "rank", "score_sparse", "score_dense"]
-        return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), timings
+        vectors = []
+        for query in one:
+            with stages("encode"):
+                vectors.append(self.ff.encoder(query["query"].tolist())[0])
+        dense_docnos: dict[str, list[str]] = {}
+        if mode in ("dense", "hybrid"):
+            with stages("dense"):
+                dense = self.ff.dense_search(queries, k=k if mode == "dense" else dense_k,
+                                             query_vectors=np.stack(vectors)).df
+            if mode == "dense":
+                return dense.assign(score_sparse=None, score_dense=dense["score"]), stages.timings
+            dense_docnos = {qid: group["docno"].tolist() for qid, group in dense.groupby("qid", sort=False)}
+        for query, vector in zip(one, vectors):
+            qid = query["qid"].iloc[0]
+            with stages("sparse"):
+                sparse = self.bm25.search(query, k=max(candidates, k), threads=threads).df
+            docnos, scores = sparse["docno"].tolist(), sparse["score"].to_numpy(dtype=np.float64)
+            seen = set(docnos)
+            extra = [d for d in dense_docnos.get(qid, []) if d not in seen]  # hybrid: the dense candidates
+            if extra:
+                docnos += extra
+                scores = np.concatenate([scores, np.zeros(len(extra))])
+            if not docnos:
+                continue
+            with stages("rerank"):  # vector look-up + scoring + fusion
+                top = self.ff.rerank(vector, docnos, scores, alpha=alpha, normalization=normalization)
+                n = min(k, len(top.docnos))
+                parts.append(pd.DataFrame({"qid": qid, "docno": top.docnos[:n], "score": top.score[:n],
+                                           "rank": range(1, n + 1), "score_sparse": top.score_sparse[:n],
+                                           "score_dense": top.score_dense[:n]}))
+        return _concat(parts), stages.timings
 
     def document(self, docno: str) -> dict[str, Any] | None:
         """The stored document (``id``, ``contents``, ``title``), or ``None``."""
@@ -91,10 +116,29 @@ class IndexHandle:
         return self.bm25.document(docno)
 
 
-def _vectors_by_qid(queries: pd.DataFrame, vectors: np.ndarray, sparse: pd.DataFrame) -> list[np.ndarray]:
-    """The query vector for each query of ``sparse``, in its group order."""
-    row = {qid: i for i, qid in enumerate(queries["qid"])}
-    return [vectors[row[qid]] for qid in sparse["qid"].drop_duplicates()]
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The queries' hits, one after the other."""
+    import pandas as pd
+
+    parts = [part for part in parts if len(part)]
+    columns = ["qid", "docno", "score", "rank", "score_sparse", "score_dense"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+class _Stages:
+    """Times the stages of a search (summed over its queries) and calls ``checkpoint(stage)`` after each."""
+
+    def __init__(self, checkpoint: Callable[[str], None] | None) -> None:
+        self.timings: dict[str, float] = {}
+        self.checkpoint = checkpoint
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+        if self.checkpoint is not None:
+            self.checkpoint(stage)
 
 
 def open_index(path: Path, manifest: dict[str, Any]) -> IndexHandle:
@@ -134,7 +178,8 @@ class Registry:
         from ranker.errors import InputError
 
         if not indexes:
-            raise InputError("no index configured; set INDEXES (FF_INDEXES=name=path) or pass --index NAME=PATH")
+            raise InputError("no index configured; set INDEXES (in the configuration file, or FF_INDEXES=name=path) "
+                             "or pass --index NAME=PATH")
         if default is not None and default not in indexes:
             raise InputError(f"DEFAULT_INDEX {default!r} is not one of the configured indexes")
         self.paths = dict(indexes)

@@ -1,14 +1,28 @@
 """``GET /v1/search?q=...`` and ``POST /v1/search`` (one query or a batch): ranked hits with their scores.
 
-In ``ff`` mode ``score = alpha * score_sparse + (1 - alpha) * score_dense``,
+Modes:
+
+- ``ff``: BM25's top ``CANDIDATES`` re-ranked with the forward index's vectors;
+- ``hybrid``: the same, with each query's top ``DENSE_K`` documents by exact
+  dense search added to the candidates (a document BM25 did not return gets a
+  BM25 score of 0), as ``FastForward.rank(..., dense_k=DENSE_K)`` ranks;
+- ``bm25``: BM25 only; ``score`` is the BM25 score and ``score_dense`` is null;
+- ``dense``: exact dense retrieval; ``score`` is the cosine/inner product and
+  ``score_sparse`` is null.
+
+In ``ff`` and ``hybrid`` modes ``score = alpha * score_sparse + (1 - alpha) * score_dense``,
 where both components are normalised per query (``normalization`` in the
-response, ``NORMALIZATION`` in the config; ``minmax`` by default). In ``bm25``
-mode ``score`` is the BM25 score and ``score_dense`` is null; in ``dense`` mode
-``score`` is the cosine/inner product and ``score_sparse`` is null.
+response, ``NORMALIZATION`` in the config; ``minmax`` by default).
+
+A search that runs past ``TIME_BUDGET_MS`` (checked after every stage of every
+query, and while the hits' documents are read) is answered 503 with
+``Retry-After`` and ``"reason": "time_budget_exceeded"``, and counted in
+``ff_search_time_budget_exceeded_total``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -17,10 +31,14 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service import params
+from service.budget import Budget
+from service.config import FUSED_MODES
 from service.docs import snippet, split_document
+from service.errors import TimeBudgetExceeded
 from service.resources import IndexHandle, current_registry, loaded_registry
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
+log = logging.getLogger(__name__)
 
 
 @bp.get("/search")
@@ -44,21 +62,30 @@ def _search(req: params.SearchRequest) -> Response:
 
     config = current_app.config
     handle = loaded_registry().get(req.index)
+    budget = Budget(config["TIME_BUDGET_MS"])  # from here: loading the indexes does not count
     queries = pd.DataFrame({"qid": [q for q, _ in req.queries], "query": [t for _, t in req.queries]})
-    ff = req.mode == "ff"
+    fused = req.mode in FUSED_MODES
     candidates = max(config["CANDIDATES"], req.k)
-    df, timings = handle.search(queries, k=req.k, mode=req.mode, alpha=req.alpha,
-                                normalization=config["NORMALIZATION"], candidates=candidates,
-                                threads=config["SEARCH_THREADS"])
-    start = time.perf_counter()
-    hits = _hits(df, handle, config["SNIPPET_CHARS"])
-    timings["documents"] = time.perf_counter() - start
+    dense_k = config["DENSE_K"] if req.mode == "hybrid" else 0
+    try:
+        df, timings = handle.search(queries, k=req.k, mode=req.mode, alpha=req.alpha,
+                                    normalization=config["NORMALIZATION"], candidates=candidates,
+                                    threads=config["SEARCH_THREADS"], dense_k=dense_k, checkpoint=budget.check)
+        start = time.perf_counter()
+        hits = _hits(df, handle, config["SNIPPET_CHARS"], budget)
+        timings["documents"] = time.perf_counter() - start
+    except TimeBudgetExceeded as err:
+        current_app.extensions["ff_metrics"].observe_over_budget(req.index, req.mode, err.stage)
+        log.warning("%s search of %d %s over its time budget: %s", req.mode, len(req.queries),
+                    "query" if len(req.queries) == 1 else "queries", err.description)
+        raise
     current_app.extensions["ff_metrics"].observe_search(req.index, req.mode, len(req.queries), timings)
     body: dict[str, Any] = {
         "index": req.index, "mode": req.mode, "k": req.k,
-        "alpha": req.alpha if ff else None,
-        "normalization": config["NORMALIZATION"] if ff else None,
-        "candidates": candidates if ff else None,
+        "alpha": req.alpha if fused else None,
+        "normalization": config["NORMALIZATION"] if fused else None,
+        "candidates": candidates if fused else None,
+        "dense_k": dense_k or None,
     }
     if req.batch:
         body["results"] = [{"qid": qid, "query": text, "hits": hits.get(qid, [])} for qid, text in req.queries]
@@ -69,10 +96,15 @@ def _search(req: params.SearchRequest) -> Response:
     return jsonify(body)
 
 
-def _hits(df: Any, handle: IndexHandle, snippet_chars: int) -> dict[str, list[dict[str, Any]]]:
-    """``{qid: [hit, ...]}`` in rank order, each with the stored title and a snippet."""
+def _hits(df: Any, handle: IndexHandle, snippet_chars: int, budget: Budget) -> dict[str, list[dict[str, Any]]]:
+    """``{qid: [hit, ...]}`` in rank order, each with the stored title and a snippet; the budget is checked
+    after each query's documents."""
     out: dict[str, list[dict[str, Any]]] = {}
+    last = None
     for row in df.itertuples(index=False):
+        if last is not None and row.qid != last:
+            budget.check("documents")
+        last = row.qid
         doc = handle.document(row.docno)
         title, text = split_document(doc) if doc is not None else (None, "")
         out.setdefault(row.qid, []).append({
@@ -80,6 +112,7 @@ def _hits(df: Any, handle: IndexHandle, snippet_chars: int) -> dict[str, list[di
             "score_sparse": _number(row.score_sparse), "score_dense": _number(row.score_dense),
             "title": title, "snippet": snippet(text, snippet_chars) if doc is not None else None,
         })
+    budget.check("documents")
     return out
 
 
@@ -88,4 +121,3 @@ def _number(value: Any) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -105,7 +106,7 @@ def test_the_limits_are_the_servers(app, spec):
     assert get["k"]["schema"]["default"] == config["DEFAULT_K"]
     assert (get["alpha"]["schema"]["minimum"], get["alpha"]["schema"]["maximum"]) == (0, 1)
     assert get["alpha"]["schema"]["default"] == config["ALPHA"]
-    assert get["mode"]["schema"]["enum"] == ["ff", "bm25", "dense"]
+    assert get["mode"]["schema"]["enum"] == ["ff", "bm25", "dense", "hybrid"]
     assert get["q"]["schema"]["maxLength"] == config["MAX_QUERY_CHARS"]
     assert get["index"]["schema"]["enum"] == ["tiny", "bm25"] and get["index"]["schema"]["default"] == "tiny"
     body = spec["components"]["schemas"]["SearchRequest"]["properties"]
@@ -127,6 +128,29 @@ def test_bm25_search_has_null_dense_scores(client, spec):
 def test_dense_search_has_null_sparse_scores(client, spec):
     body = check(spec, "/v1/search", "GET", client.get("/v1/search?q=pasta+water&mode=dense&k=2"))
     assert body["hits"][0]["score_sparse"] is None and body["timings_ms"]["dense"] >= 0
+
+
+def test_hybrid_search(client, spec):
+    body = check(spec, "/v1/search", "GET", client.get("/v1/search?q=pasta+water&mode=hybrid&k=5"))
+    assert (body["mode"], body["dense_k"], body["candidates"]) == ("hybrid", 100, 100)
+    assert all(h["score_sparse"] is not None and h["score_dense"] is not None for h in body["hits"])
+    batch = check(spec, "/v1/search", "POST", client.post("/v1/search", json={
+        "queries": [{"qid": "a", "q": "pasta water"}, {"qid": "b", "q": "zzzz"}], "mode": "hybrid", "k": 3}))
+    assert [len(r["hits"]) for r in batch["results"]] == [3, 3]  # dense candidates even without a BM25 match
+
+
+def test_a_search_past_its_time_budget_is_the_documented_503(ff_index, spec, monkeypatch):
+    budgeted = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "TIME_BUDGET_MS": 1})
+    client = budgeted.test_client()
+    budgeted.extensions["ff"].load()
+    handle = budgeted.extensions["ff"].get("tiny")
+    real = handle.bm25.search
+    monkeypatch.setattr(handle.bm25, "search", lambda *a, **k: (time.sleep(0.01), real(*a, **k))[1])
+    for response in (client.get("/v1/search?q=pasta+water&mode=bm25"),
+                     client.post("/v1/search", json={"queries": [{"qid": "1", "q": "pasta"}], "mode": "hybrid"})):
+        error = check(spec, "/v1/search", response.request.method, response)["error"]
+        assert (response.status_code, error["code"], error["reason"]) == (503, 503, "time_budget_exceeded")
+    assert not validator(spec, "components", "schemas", "ErrorDetail").is_valid({**error, "reason": "slow"})
 
 
 def test_post_single_and_batch(client, spec):
@@ -184,7 +208,8 @@ def test_the_schemas_are_strict(client, spec):
     assert schema.is_valid(real)
     for change in (lambda b: b["hits"][0].pop("score_dense"), lambda b: b["hits"][0].update(extra=1),
                    lambda b: b["hits"][0].update(rank=0), lambda b: b["hits"][0].update(docno=4),
-                   lambda b: b.update(mode="hybrid"), lambda b: b.pop("timings_ms"), lambda b: b.update(extra=1),
+                   lambda b: b.update(mode="fast"), lambda b: b.pop("timings_ms"), lambda b: b.update(extra=1),
+                   lambda b: b.pop("dense_k"), lambda b: b.update(dense_k=0),
                    lambda b: b["timings_ms"].update(sparse="fast"), lambda b: b.update(k=51)):
         drifted = copy.deepcopy(real)
         change(drifted)
@@ -199,12 +224,13 @@ GOOD_BODIES = [
     {"q": "pasta water"},
     {"q": "x", "k": 50, "alpha": 0, "mode": "bm25", "index": "bm25"},
     {"queries": [{"qid": "1", "q": "pasta"}, {"qid": "2", "q": "water"}], "alpha": 1, "mode": "dense"},
+    {"q": "x", "mode": "hybrid", "alpha": 0.5},
 ]
 BAD_BODIES = [
     {}, {"q": "x", "size": 3}, {"q": ["pasta"]}, {"q": "   "}, {"q": "y" * 1001}, {"q": ""},
     {"q": "x", "queries": [{"qid": "1", "q": "x"}]}, {"q": "x", "k": "10"}, {"q": "x", "k": True},
     {"q": "x", "k": 0}, {"q": "x", "k": 51}, {"q": "x", "alpha": 1.5}, {"q": "x", "alpha": "0.5"},
-    {"q": "x", "mode": "hybrid"}, {"q": "x", "index": "nope"}, {"q": "x", "index": ["tiny"]}, {"queries": []},
+    {"q": "x", "mode": "Hybrid"}, {"q": "x", "index": "nope"}, {"q": "x", "index": ["tiny"]}, {"queries": []},
     {"queries": [{"qid": str(i), "q": "x"} for i in range(33)]}, {"queries": [{"q": "x"}]},
     {"queries": [{"qid": "1", "q": "x", "k": 3}]}, {"queries": [{"qid": 1, "q": "x"}]}, {"queries": "pasta"},
 ]

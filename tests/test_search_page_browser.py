@@ -143,3 +143,16 @@ def test_a_refused_search_shows_the_servers_message(browser, server):
     status = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#status.error"))
     assert status.text == "k must be an integer from 1 to 100, got 500"
     assert titles(browser) == []
+
+
+def test_hybrid_mode_adds_the_dense_candidates(browser, server):
+    console_errors(browser)  # drop what earlier tests logged (a refused search is a console error)
+    open_page(browser, server.url + "/?q=pasta+water&mode=ff")
+    wait(browser, lambda d: len(titles(d)) == 1)  # BM25 matches one document
+    browser.find_element(By.CSS_SELECTOR, "label[for=mode-hybrid]").click()  # the mode switch searches again
+    wait(browser, lambda d: "mode=hybrid" in d.current_url and len(titles(d)) > 1)
+    assert titles(browser)[0] == "Cooking" and browser.find_element(By.ID, "mode-hybrid").is_selected()
+    assert "alpha=0.35" in browser.current_url and browser.find_element(By.ID, "alpha").is_enabled()
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".hit .bar")) == len(titles(browser))
+    assert "100 BM25 + 100 dense candidates" in browser.find_element(By.ID, "status").text
+    assert console_errors(browser) == []

@@ -25,9 +25,35 @@ HEAVY = ("jnius", "torch", "sentence_transformers", "pyserini", "pandas", "numpy
          "gunicorn", "prometheus_client")
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+CLEAN_ENV = {name: value for name, value in os.environ.items() if not name.startswith("FF_")}
+
+
+def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("text, args, message", [
+    ("CANDIDATE = 10\n", [], "{file}: unknown key 'CANDIDATE'; did you mean CANDIDATES?"),
+    ("ALPHA = 0.5\nCANDIDATES = \n", [], "{file}:2: malformed TOML: Invalid value (column 14)"),
+    ("ALPHA = 1.5\n", [], "ALPHA must be a number from 0 to 1, got 1.5 (from {file})"),
+    ('INDEXES = {{x = "/no/such/index"}}\n', [], "index x (from {file}): /no/such/index: no such index directory"),
+    ("TIME_BUDGET_MS = 5000\n", ["--timeout", "5"],
+     "--timeout (5 s) must exceed the time budget (TIME_BUDGET_MS = 5000 ms): it restarts a worker stuck past its "
+     "budget"),
+    ("TIME_BUDGET_MS = 5000\n", ["--timeout", "1", "--time-budget-ms", "1500"],
+     "--timeout (1 s) must exceed the time budget (TIME_BUDGET_MS = 1500 ms): it restarts a worker stuck past its "
+     "budget"),
+])
+def test_a_bad_config_file_gives_one_line_and_exit_2(tmp_path, text, args, message):
+    config = tmp_path / "serve.toml"
+    config.write_text(text.format())
+    if "INDEXES" not in text:
+        args = ["--index", f"x={tmp_path}", *args]  # not an index: but the file is checked first
+    for how, env in ((["--config", str(config)], CLEAN_ENV), ([], {**CLEAN_ENV, "FF_CONFIG": str(config)})):
+        proc = run_cli(*how, *args, env=env)
+        assert proc.returncode == 2
+        assert proc.stderr == f"ff-serve: error: {message.format(file=config)}\n"
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
@@ -49,9 +75,13 @@ def test_help_is_fast_and_imports_nothing_heavy():
     (["--index", "x={tmp}", "--index", "x={tmp}"], "--index x: the name is given twice"),
     (["--index", "x={tmp}", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["--index", "x={tmp}", "--port", "70000"], "--port must lie in 0..65535, got 70000"),
+    (["--index", "x={tmp}", "--time-budget-ms", "-1"], "--time-budget-ms must be at least 0, got -1"),
+    (["--index", "x={tmp}", "--dense-k", "0"], "--dense-k must be at least 1, got 0"),
+    (["--config", "{tmp}/nope.toml"], "{tmp}/nope.toml: no such configuration file"),
+    ([], "no index configured; pass --index NAME=PATH, or set INDEXES in the --config file or FF_INDEXES=NAME=PATH"),
 ])
 def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
-    proc = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    proc = run_cli(*[a.format(tmp=tmp_path) for a in args], env=CLEAN_ENV)
     assert proc.returncode == 2
     assert proc.stderr == f"ff-serve: error: {message.format(tmp=tmp_path)}\n"
 
@@ -162,3 +192,84 @@ def test_real_server_answers_concurrent_requests(ff_index):
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr and "[ERROR]" not in stderr
+
+
+@pytest.mark.java
+def test_flags_beat_the_environment_which_beats_the_file(tiny_index, tmp_path, monkeypatch):
+    """What ff-serve hands its workers: each setting from the highest layer that sets it."""
+    from service import cli
+    from service.app import create_app
+
+    for name in [n for n in os.environ if n.startswith("FF_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "serve.toml").write_text(f'INDEXES = {{tiny = "{tiny_index}"}}\nCANDIDATES = 50\nALPHA = 0.2\n'
+                                         'DENSE_K = 9\nTIME_BUDGET_MS = 90000\nDEFAULT_K = 4\n')
+    monkeypatch.setenv("FF_ALPHA", "0.25")
+    monkeypatch.setenv("FF_CANDIDATES", "60")
+    monkeypatch.setenv("FF_DEFAULT_K", "3")
+    served: list[tuple[dict, dict]] = []
+    monkeypatch.setattr(cli, "serve", lambda config, options: served.append((config, options)) or 0)
+    monkeypatch.chdir(tmp_path)  # --config relative to the working directory
+
+    assert cli.main(["--config", "serve.toml", "--candidates", "70", "--workers", "2"]) == 0
+    config, options = served[-1]
+    assert options["timeout"] == 120  # above the 90 s budget: the backstop
+    monkeypatch.chdir(REPO)  # a worker's working directory does not matter: the file's path is absolute
+    app = create_app(config)
+    got = {key: app.config[key] for key in ("CANDIDATES", "ALPHA", "DEFAULT_K", "DENSE_K", "TIME_BUDGET_MS",
+                                            "EAGER_LOAD", "INDEXES")}
+    assert got == {"CANDIDATES": 70, "ALPHA": 0.25, "DEFAULT_K": 3, "DENSE_K": 9, "TIME_BUDGET_MS": 90000,
+                   "EAGER_LOAD": False, "INDEXES": {"tiny": tiny_index}}
+    assert app.config["TORCH_THREADS"] == max(1, (os.cpu_count() or 1) // 2)
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--config", "serve.toml", "--index", f"other={tiny_index}", "--timeout", "91",
+                     "--time-budget-ms", "0"]) == 0
+    config, options = served[-1]
+    assert options["timeout"] == 91
+    app = create_app(config)
+    assert (app.config["INDEXES"], app.config["TIME_BUDGET_MS"]) == ({"other": tiny_index}, 0)
+    assert cli.main(["--index", f"tiny={tiny_index}"]) == 0 and served[-1][1]["timeout"] == 60  # the default
+
+
+@pytest.mark.java
+def test_real_server_configured_by_file_environment_and_flags_answers_503_past_its_budget(ff_index, tmp_path):
+    """Through gunicorn: the workers see the layered settings; a batch past its (1 ms) time budget is a JSON 503
+    with Retry-After, counted in /metrics, and the worker lives on."""
+    from service.launcher import LocalServer
+
+    config = tmp_path / "serve.toml"
+    config.write_text(f'INDEXES = {{tiny = "{ff_index}"}}\nCANDIDATES = 50\nDENSE_K = 3\nALPHA = 0.2\n'
+                      'TIME_BUDGET_MS = 60000\nDEFAULT_MODE = "hybrid"\n')
+    args = ["--config", str(config), "--candidates", "60", "--time-budget-ms", "1"]
+    with LocalServer({}, threads=2, args=args, env={"FF_ALPHA": "0.25", "FF_DEFAULT_K": "3"}, cwd=REPO) as server:
+        workers = server.worker_pids()
+        status, body = get(f"{server.url}/v1/indexes")
+        assert status == 200 and body["indexes"][0]["name"] == "tiny"
+        settings = {key: body["config"][key] for key in ("candidates", "dense_k", "alpha", "default_k",
+                                                          "time_budget_ms")}
+        assert settings == {"candidates": 60, "dense_k": 3, "alpha": 0.25, "default_k": 3, "time_budget_ms": 1}
+
+        queries = [{"qid": str(i), "q": f"dense retrieval of pasta number {i}"} for i in range(32)]
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        start = time.perf_counter()
+        connection.request("POST", "/v1/search", body=json.dumps({"queries": queries}),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        elapsed = time.perf_counter() - start
+        data = response.read()
+        connection.close()
+        assert response.status == 503 and response.getheader("Content-Type") == "application/json", data[:300]
+        assert response.getheader("Retry-After") == "1"
+        error = json.loads(data)["error"]
+        assert (error["code"], error["reason"]) == (503, "time_budget_exceeded")
+        assert "the search ran past its time budget of 1 ms (stopped after the encode stage" in error["message"]
+        assert elapsed < 10  # stopped after its first query, not after 32
+
+        assert get(f"{server.url}/healthz") == (200, {"status": "ok"})
+        assert server.worker_pids() == workers  # the same worker, alive
+        status, metrics = get(f"{server.url}/metrics")
+        assert 'ff_search_time_budget_exceeded_total{index="tiny",mode="hybrid",stage="encode"} 1.0' in metrics
+    assert server.returncode == 0
+    assert "Traceback" not in server.log and "[ERROR]" not in server.log, server.log[-3000:]
+    assert "over its time budget" in server.log

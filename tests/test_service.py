@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import threading
+import time
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 
 from indexing.build import build_index
@@ -48,7 +51,7 @@ def search(client, **params):
 def test_top_hit_for_pasta_water(client):
     body = search(client, q="pasta water")
     assert (body["index"], body["mode"], body["k"], body["alpha"]) == ("tiny", "ff", 10, 0.35)
-    assert (body["normalization"], body["candidates"]) == ("minmax", 100)
+    assert (body["normalization"], body["candidates"], body["dense_k"]) == ("minmax", 100, None)
     top = body["hits"][0]
     assert (top["docno"], top["rank"], top["title"]) == ("4", 1, "Cooking")
     assert top["snippet"] == "Boil the pasta in salted water for ten minutes."
@@ -87,6 +90,57 @@ def test_dense_mode_has_no_sparse_score(client):
     assert len(hits) == len(TINY_DOCS) and hits[0]["docno"] == "4"
     assert all(h["score_sparse"] is None and h["score"] == h["score_dense"] for h in hits)
     assert hits[0]["score"] == pytest.approx(0.6, abs=0.2)  # a cosine, not normalised
+
+
+HYBRID_QUERIES = ["pasta water", "dense vector forward index", "bm25 term frequency", "zzzz qqqq"]
+
+
+@pytest.mark.parametrize("dense_k, normalization, alpha", [(2, "minmax", 0.35), (1, "zscore", 0.7),
+                                                           (100, "none", 0.5), (3, "minmax", 0.0)])
+def test_hybrid_is_fast_forward_rank_with_dense_k(ff_index, app, dense_k, normalization, alpha):
+    """The API's hybrid hits are ``FastForward.rank(..., dense_k=DENSE_K)``'s fused ranking, query by query."""
+    client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "DENSE_K": dense_k,
+                         "NORMALIZATION": normalization}).test_client()
+    ff = app.extensions["ff"].get("tiny").ff
+    for q in HYBRID_QUERIES:
+        body = search(client, q=q, mode="hybrid", alpha=alpha, k=100)
+        assert (body["mode"], body["alpha"], body["normalization"]) == ("hybrid", alpha, normalization)
+        assert (body["candidates"], body["dense_k"]) == (100, dense_k)
+        want = ff.rank(pd.DataFrame({"qid": ["q"], "query": [q]}), k_s=100, alpha=alpha,
+                       normalization=normalization, dense_k=dense_k).fused.df
+        hits = body["hits"]
+        assert [h["docno"] for h in hits] == want["docno"].tolist(), q
+        assert [h["rank"] for h in hits] == want["rank"].tolist()
+        for column in ("score", "score_sparse", "score_dense"):
+            assert [h[column] for h in hits] == pytest.approx(want[column].tolist(), abs=1e-6), (q, column)
+
+
+def test_hybrid_adds_the_top_dense_documents_to_bm25s(ff_index):
+    client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "DENSE_K": 2}).test_client()
+    bm25 = {h["docno"] for h in search(client, q="pasta water", mode="bm25", k=100)["hits"]}
+    dense = [h["docno"] for h in search(client, q="pasta water", mode="dense", k=2)["hits"]]
+    body = search(client, q="pasta water", mode="hybrid", k=100)
+    hits = {h["docno"]: h for h in body["hits"]}
+    assert set(hits) == bm25 | set(dense) and len(hits) > len(bm25)
+    assert all(hits[d]["score_sparse"] == 0 for d in set(dense) - bm25)  # BM25 score 0, normalised: the minimum
+    assert set(body["timings_ms"]) == {"encode", "sparse", "dense", "rerank", "documents"}
+    assert body["hits"][0]["docno"] == "4" and body["hits"][0]["title"] == "Cooking"
+    nothing = search(client, q="zzzz qqqq", mode="hybrid")["hits"]  # no BM25 match: the dense candidates alone
+    alone = search(client, q="zzzz qqqq", mode="dense", k=2)["hits"]
+    assert [h["docno"] for h in nothing] == [h["docno"] for h in alone]
+    assert all(h["score_sparse"] == 0 for h in nothing)
+
+
+def test_hybrid_batch_and_post(client):
+    queries = [{"qid": "a", "q": "pasta water"}, {"qid": "b", "q": "zzzz qqqq"}]
+    response = client.post("/v1/search", json={"queries": queries, "mode": "hybrid", "k": 3, "alpha": 0.5})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["mode"] == "hybrid" and body["dense_k"] == 100
+    for result in body["results"]:
+        alone = search(client, q=result["query"], mode="hybrid", k=3, alpha=0.5)["hits"]
+        assert [h["docno"] for h in result["hits"]] == [h["docno"] for h in alone] and len(alone) == 3
+        assert [h["score"] for h in result["hits"]] == pytest.approx([h["score"] for h in alone], abs=1e-6)
 
 
 @pytest.mark.parametrize("k", [1, 2, 100])
@@ -142,9 +196,10 @@ def test_document_and_indexes(client, ff_index):
     assert client.get(f"/v1/docs/{long_id}?index=bm25").get_json()["title"] == "BM25"
     indexes = client.get("/v1/indexes").get_json()
     assert [(i["name"], i["default"], i["modes"]) for i in indexes["indexes"]] == [
-        ("tiny", True, ["ff", "bm25", "dense"]), ("bm25", False, ["bm25"])]
+        ("tiny", True, ["ff", "bm25", "dense", "hybrid"]), ("bm25", False, ["bm25"])]
     assert indexes["indexes"][0]["manifest"] == json.loads((ff_index / "manifest.json").read_text())
     assert indexes["config"]["normalization"] == "minmax" and indexes["config"]["candidates"] == 100
+    assert (indexes["config"]["dense_k"], indexes["config"]["time_budget_ms"]) == (100, 2000)
 
 
 def test_health_ready_and_metrics(client):
@@ -184,8 +239,8 @@ TOO_MANY = [{"qid": str(i), "q": "x"} for i in range(33)]
     ("q=x&alpha=-0.1", "alpha", "got -0.1"),
     ("q=x&alpha=nan", "alpha", "got nan"),
     ("q=x&alpha=inf", "alpha", "got inf"),
-    ("q=x&mode=fast", "mode", "mode must be one of ff, bm25, dense, got 'fast'"),
-    ("q=x&mode=hybrid", "mode", "mode 'hybrid' is not available yet; use ff, bm25 or dense"),
+    ("q=x&mode=fast", "mode", "mode must be one of ff, bm25, dense, hybrid, got 'fast'"),
+    ("q=x&mode=hybrid&index=bm25", "mode", "mode 'hybrid' needs dense vectors, and index 'bm25' has BM25 only"),
     ("q=x&mode=dense&index=bm25", "mode", "mode 'dense' needs dense vectors, and index 'bm25' has BM25 only"),
     ("q=x&size=3", "size", "unknown parameter 'size'; expected one of q, k, alpha, mode, index"),
     ("q=x&queries=y", "queries", "unknown parameter 'queries'"),
@@ -356,8 +411,13 @@ def test_config_from_environment(ff_index, tiny_index, monkeypatch):
     ({"INDEXES": "a={index}", "MAX_K": 5}, "DEFAULT_K must be an integer from 1 to MAX_K (5), got 10"),
     ({"INDEXES": "a={index}", "ALPHA": 2}, "ALPHA must be a number from 0 to 1, got 2"),
     ({"INDEXES": "a={index}", "NORMALIZATION": "l2"}, "NORMALIZATION must be one of none, minmax, zscore, got 'l2'"),
-    ({"INDEXES": "a={index}", "DEFAULT_MODE": "hybrid"}, "DEFAULT_MODE must be one of ff, bm25, dense, got 'hybrid'"),
+    ({"INDEXES": "a={index}", "DEFAULT_MODE": "fast"},
+     "DEFAULT_MODE must be one of ff, bm25, dense, hybrid, got 'fast'"),
     ({"INDEXES": "a={index}", "CANDIDATES": 0}, "CANDIDATES must be a positive integer, got 0"),
+    ({"INDEXES": "a={index}", "DENSE_K": 2.5}, "DENSE_K must be a positive integer, got 2.5"),
+    ({"INDEXES": "a={index}", "TIME_BUDGET_MS": -1}, "TIME_BUDGET_MS must be a number of milliseconds, 0 or more"),
+    ({"INDEXES": "a={index}", "TIME_BUDGET_MS": "2s"}, "TIME_BUDGET_MS must be a number of milliseconds"),
+    ({"INDEXES": "a={index}", "EAGER_LOAD": "yes"}, "EAGER_LOAD must be true or false, got 'yes'"),
 ])
 def test_bad_configuration_fails_at_start(ff_index, monkeypatch, config, message):
     monkeypatch.delenv("FF_INDEXES", raising=False)
@@ -365,6 +425,101 @@ def test_bad_configuration_fails_at_start(ff_index, monkeypatch, config, message
         config = {**config, "INDEXES": config["INDEXES"].format(index=ff_index)}
     with pytest.raises(InputError, match=re.escape(message)):
         create_app(config)
+
+
+def slowed(target, name, seconds, calls=None):
+    """``target.name`` that first sleeps ``seconds`` (and counts its calls in ``calls``)."""
+    real = getattr(target, name)
+
+    def slow(*args, **kwargs):
+        if calls is not None:
+            calls.append(1)
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    return slow
+
+
+def over_budget(response, budget_ms, stage):
+    """Check the 503 of a search stopped by its time budget after ``stage``."""
+    assert response.status_code == 503 and response.is_json, response.get_data(as_text=True)[:300]
+    assert response.headers["Retry-After"] == "1"
+    error = response.get_json()["error"]
+    assert (error["code"], error["name"], error["reason"]) == (503, "Service Unavailable", "time_budget_exceeded")
+    assert f"the search ran past its time budget of {budget_ms} ms (stopped after the {stage} stage" in error["message"]
+    assert set(error) == {"code", "name", "message", "reason"}
+
+
+BUDGET_MS = 500
+
+
+@pytest.fixture
+def budget_app(ff_index, client):
+    """An app with a time budget of BUDGET_MS, its index loaded (opened once per process, so shared with ``app``)
+    and warm: "pasta water" encoded (cached) and the dense searcher built."""
+    budgeted = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "TIME_BUDGET_MS": BUDGET_MS})
+    budgeted.extensions["ff"].load()
+    for mode in ("ff", "hybrid"):
+        search(client, q="pasta water", mode=mode)
+    return budgeted
+
+
+@pytest.mark.parametrize("mode, where, name, stage", [
+    ("ff", "bm25", "search", "sparse"), ("bm25", "bm25", "search", "sparse"), ("ff", "ff", "encoder", "encode"),
+    ("ff", "ff", "rerank", "rerank"), ("dense", "ff", "dense_search", "dense"),
+    ("hybrid", "ff", "dense_search", "dense"),
+    ("hybrid", "handle", "document", "documents"),
+])
+def test_a_search_past_its_time_budget_is_a_503_and_the_app_stays_healthy(budget_app, monkeypatch, caplog, mode,
+                                                                          where, name, stage):
+    handle = budget_app.extensions["ff"].get("tiny")
+    target = {"bm25": handle.bm25, "ff": handle.ff, "handle": handle}[where]
+    monkeypatch.setattr(target, name, slowed(target, name, 1.2 * BUDGET_MS / 1000))
+    client = budget_app.test_client()
+    with caplog.at_level(logging.INFO):
+        response = client.get("/v1/search", query_string={"q": "pasta water", "mode": mode})
+    over_budget(response, BUDGET_MS, stage)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "over its time budget" in caplog.text
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert (f'ff_search_time_budget_exceeded_total{{index="tiny",mode="{mode}",stage="{stage}"}} 1.0'
+            in metrics.splitlines())
+    assert 'ff_http_requests_total{endpoint="/v1/search",method="GET",status="503"} 1.0' in metrics.splitlines()
+    monkeypatch.undo()
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+    assert search(client, q="pasta water", mode=mode)["hits"][0]["docno"] == "4"  # fast again: answered
+
+
+def test_a_long_batch_stops_early(budget_app, monkeypatch):
+    handle = budget_app.extensions["ff"].get("tiny")
+    calls: list[int] = []
+    monkeypatch.setattr(handle.bm25, "search", slowed(handle.bm25, "search", BUDGET_MS / 5000, calls))
+    queries = [{"qid": str(i), "q": f"pasta water {i}"} for i in range(30)]
+    response = budget_app.test_client().post("/v1/search", json={"queries": queries, "mode": "bm25"})
+    over_budget(response, BUDGET_MS, "sparse")
+    assert 3 <= len(calls) < 15  # stopped after 5 or so of 30 queries
+
+
+def test_no_time_budget_with_0(ff_index, app, monkeypatch):
+    app.extensions["ff"].load()
+    client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "TIME_BUDGET_MS": 0}).test_client()
+    handle = app.extensions["ff"].get("tiny")
+    monkeypatch.setattr(handle.bm25, "search", slowed(handle.bm25, "search", 0.15))
+    assert search(client, q="pasta water")["hits"][0]["docno"] == "4"
+
+
+def test_loading_the_indexes_does_not_count_against_the_budget(ff_index, app, monkeypatch):
+    app.extensions["ff"].load()
+    real_load = resources.Registry.load
+
+    def slow_load(self):
+        time.sleep(1.2 * BUDGET_MS / 1000)
+        real_load(self)
+
+    monkeypatch.setattr(resources.Registry, "load", slow_load)
+    client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100,
+                         "TIME_BUDGET_MS": BUDGET_MS}).test_client()
+    assert search(client, q="pasta water")["hits"][0]["docno"] == "4"  # the first request loads (lazily)
 
 
 class _Tags(HTMLParser):
@@ -389,7 +544,8 @@ def test_search_page_has_the_form_and_loads_nothing_from_elsewhere(client):
     page.feed(response.get_data(as_text=True))
     assert len(page.find("form", id="search", action="/", method="get")) == 1
     assert page.find("input", type="search", name="q") and page.find("button", type="submit")
-    assert sorted(a["value"] for a in page.find("input", type="radio", name="mode")) == ["bm25", "dense", "ff"]
+    assert sorted(a["value"] for a in page.find("input", type="radio", name="mode")) == [
+        "bm25", "dense", "ff", "hybrid"]
     [alpha] = page.find("input", type="range", name="alpha")
     assert (alpha["min"], alpha["max"]) == ("0", "1")
     assert page.find("input", type="number", name="k") and page.find("select", name="index")

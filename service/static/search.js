@@ -4,7 +4,8 @@
 "use strict";
 
 const PARAMS = ["q", "mode", "alpha", "k", "index"];
-const MODES = ["ff", "bm25", "dense"];
+const MODES = ["ff", "bm25", "dense", "hybrid"];
+const FUSED = ["ff", "hybrid"];                     // the modes that interpolate BM25 and dense scores with alpha
 const STAGES = ["encode", "sparse", "dense", "rerank", "documents"];
 
 const form = document.getElementById("search");
@@ -37,15 +38,15 @@ function fmt(value) {
   return Math.abs(value) >= 1000 ? value.toPrecision(4) : value.toFixed(3);
 }
 
-// Disable the modes the chosen index lacks, and the alpha slider outside ff mode.
+// Disable the modes the chosen index lacks, and the alpha slider outside the fused modes.
 function syncControls() {
   const info = indexes.find((i) => i.name === index.value);
   const allowed = info ? info.modes : MODES;
   for (const radio of form.elements.mode) radio.disabled = !allowed.includes(radio.value);
   if (!allowed.includes(currentMode())) form.elements.mode.value = allowed[0];
-  const ff = currentMode() === "ff";
-  alpha.disabled = !ff;
-  alphaLabel.classList.toggle("off", !ff);
+  const fused = FUSED.includes(currentMode());
+  alpha.disabled = !fused;
+  alphaLabel.classList.toggle("off", !fused);
   alphaValue.value = Number(alpha.value).toFixed(2);
 }
 
@@ -54,7 +55,7 @@ function formParams() {
   const params = new URLSearchParams();
   params.set("q", q.value);
   params.set("mode", currentMode());
-  if (currentMode() === "ff") params.set("alpha", alpha.value);
+  if (FUSED.includes(currentMode())) params.set("alpha", alpha.value);
   params.set("k", k.value);
   if (index.value && index.value !== defaults.index) params.set("index", index.value);
   return params;
@@ -94,7 +95,7 @@ function labelled(label, value, swatch) {
 function scoreLine(hit, body) {
   const line = el("div", "scores");
   line.append(labelled("score", hit.score));
-  if (body.mode === "ff" && hit.score_sparse !== null && hit.score_dense !== null) {
+  if (FUSED.includes(body.mode) && hit.score_sparse !== null && hit.score_dense !== null) {
     const sparse = body.alpha * hit.score_sparse;
     const dense = (1 - body.alpha) * hit.score_dense;
     const bar = el("span", "bar");
@@ -130,9 +131,10 @@ function render(body) {
   const timings = el("span", "timings",
     ` in ${total.toFixed(1)} ms (${stages.map((s) => `${s} ${body.timings_ms[s].toFixed(1)}`).join(" · ")})`);
   let how = "";
-  if (body.mode === "ff") {
+  if (FUSED.includes(body.mode)) {
     const scores = body.normalization === "none" ? "raw scores" : `scores ${body.normalization}-normalised per query`;
     how = ` · α ${body.alpha.toFixed(2)}, ${scores}`;
+    if (body.dense_k) how += `, ${body.candidates} BM25 + ${body.dense_k} dense candidates`;
   }
   setStatus([el("span", "count", count), timings, el("span", "how", how)]);
 }
