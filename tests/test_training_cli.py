@@ -21,8 +21,8 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def test_help_is_fast_and_imports_nothing_heavy():
     code = ("import sys\nfrom training.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['prune', '--help'], ['mine', '--help'], ['distill', '--help'],
-             ['dev-split', '--help'], ['evaluate', '--help']):\n"
+            "for argv in (['--help'], ['train', '--help'], ['prune', '--help'], ['mine', '--help'],"
+            " ['distill', '--help'], ['dev-split', '--help'], ['evaluate', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
