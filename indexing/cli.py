@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from ranker.errors import InputError, cli_entry
 
@@ -37,6 +38,10 @@ def make_parser() -> argparse.ArgumentParser:
                        help="Ray cluster to use, HOST:PORT, ray://HOST:PORT or auto (default: start a local Ray)")
     build.add_argument("--ray-actors", type=int, metavar="N",
                        help="Ray encoding actors, one model each (default: one per GPU, else CPUs / torch threads)")
+    build.add_argument("--quantize", choices=["int8", "pq"],
+                       help="store the vectors as int8 or PQ codes (as ff-index quantize does, at build time)")
+    build.add_argument("--pq-m", type=int, help="--quantize pq: sub-quantisers (default 48)")
+    build.add_argument("--opq", action="store_true", help="--quantize pq: learn an OPQ rotation first")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
     add = sub.add_parser("add-vectors", help="add a forward index built from precomputed vectors",
@@ -92,15 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.runner != "ray" and (args.ray_address is not None or args.ray_actors is not None):
             raise InputError(f"{'--ray-address' if args.ray_address is not None else '--ray-actors'} "
                              "needs --runner ray")
-        manifest = build_index(args.corpus, args.index, force=args.force, threads=args.threads,
-                               progress=not args.quiet, encoder=None if args.no_vectors else args.encoder,
-                               passage_words=args.passage_words, stride=args.stride,
-                               max_seq_length=args.max_seq_length, dtype=args.dtype, batch_size=args.batch_size,
-                               device=args.device, runner=args.runner, ray_address=args.ray_address,
-                               ray_actors=args.ray_actors)
+        manifest = _build(args, build_index)
         vectors = manifest.get("vectors")
         extra = f", {vectors['vectors']:,} vectors of {vectors['dim']}" if vectors else ""
-        print(f"wrote {args.index} ({manifest['corpus']['documents']:,} documents{extra})")
+        kind = f" as {args.quantize}" if args.quantize else ""
+        print(f"wrote {args.index} ({manifest['corpus']['documents']:,} documents{extra}{kind})")
     elif args.command == "add-vectors":
         from pathlib import Path
 
@@ -132,6 +133,37 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args)
     return 0
+
+
+def _build(args: argparse.Namespace, build_index: Any) -> dict[str, Any]:
+    """``ff-index build``; with ``--quantize``, a float index in a hidden sibling, then quantised into place."""
+    from pathlib import Path
+
+    options = dict(threads=args.threads, progress=not args.quiet, encoder=None if args.no_vectors else args.encoder,
+                   passage_words=args.passage_words, stride=args.stride, max_seq_length=args.max_seq_length,
+                   dtype=args.dtype, batch_size=args.batch_size, device=args.device, runner=args.runner,
+                   ray_address=args.ray_address, ray_actors=args.ray_actors)
+    if not args.quantize:
+        if args.pq_m is not None or args.opq:
+            raise InputError("--pq-m and --opq need --quantize pq")
+        return build_index(args.corpus, args.index, force=args.force, **options)
+    if args.no_vectors:
+        raise InputError("--quantize needs vectors; drop --no-vectors")
+    if args.quantize != "pq" and (args.pq_m is not None or args.opq):
+        raise InputError("--pq-m and --opq need --quantize pq")
+    import shutil
+
+    from indexing.atomic import check_target
+    from indexing.quantize import quantize_index
+
+    target = Path(args.index)
+    check_target(target, args.force)  # fail before encoding, not after
+    floats = target.parent / f".{target.name}.unquantized"  # fixed name: an interrupted encoding resumes
+    build_index(args.corpus, floats, force=True, **options)
+    try:
+        return quantize_index(floats, target, args.quantize, m=args.pq_m, opq=args.opq, force=args.force)
+    finally:
+        shutil.rmtree(floats, ignore_errors=True)
 
 
 if __name__ == "__main__":

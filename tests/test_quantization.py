@@ -435,3 +435,24 @@ def test_rank_and_rerank_on_a_quantised_index(tiny_ff, kind):
         expected = fused[fused["qid"] == qid]
         assert one.docnos == expected["docno"].tolist()
         assert one.score == pytest.approx(expected["score"].to_numpy(), abs=1e-6)
+
+
+@pytest.mark.java
+def test_build_quantize_equals_quantizing_the_float_index(tiny_ff, tmp_path):
+    from tests.conftest import write_beir
+
+    beir = write_beir(tmp_path / "tiny")
+    proc = ff_index("build", "--corpus", str(beir), "--index", str(tmp_path / "built"), "--quantize", "int8",
+                    "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("as int8)")
+    built = ForwardIndex.open(tmp_path / "built", verify=True)
+    converted = ForwardIndex.open(tiny_ff / "int8")
+    assert built.kind == "int8" and built.manifest["quantization"] == converted.manifest["quantization"]
+    assert np.array_equal(np.asarray(built.codes), np.asarray(converted.codes))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "tiny"]  # no float copy or shards left
+    again = ff_index("build", "--corpus", str(beir), "--index", str(tmp_path / "built"), "--quantize", "int8")
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    wrong = ff_index("build", "--corpus", str(beir), "--index", str(tmp_path / "x"), "--quantize", "int8",
+                     "--pq-m", "8")
+    assert wrong.returncode == 2 and wrong.stderr == "ff-index: error: --pq-m and --opq need --quantize pq\n"
