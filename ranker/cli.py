@@ -42,6 +42,9 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--steps", type=int, default=20, help="alpha grid: 0, 1/steps, ..., 1 (default: 20)")
     tune.add_argument("--plot", help="write the measure-vs-alpha plot to this PNG")
     tune.add_argument("--csv", help="write the whole grid (normalisation, alpha, value) to this CSV")
+    tune.add_argument("--dense-k", type=int, default=0,
+                      help="tune hybrid mode: add each query's top N dense candidates, stored for --mode hybrid "
+                           "--alpha auto (default: 0, Fast-Forward over BM25's candidates)")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_ff_options(tune, with_alpha=False)
 
@@ -159,9 +162,12 @@ def _resolve_alpha(args: argparse.Namespace) -> None:
     if args.alpha == "auto":
         from ranker.tuning import read_tuned
 
-        tuned = read_tuned(args.index)
+        tuned = read_tuned(args.index, mode="hybrid" if args.mode == "hybrid" else "ff")
         args.alpha, args.normalization, args.fusion = tuned["alpha"], tuned["normalization"], tuned["fusion"]
-        print(f"alpha {args.alpha} with {args.normalization} normalisation (tuned on {tuned['split']})")
+        if args.mode == "hybrid":
+            args.dense_k = int(tuned.get("dense_k") or args.dense_k)
+        extra = f", {args.dense_k} dense candidates" if args.mode == "hybrid" else ""
+        print(f"alpha {args.alpha} with {args.normalization} normalisation{extra} (tuned on {tuned['split']})")
         return
     try:
         args.alpha = float(args.alpha)
@@ -179,10 +185,12 @@ def _tune(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
+    if args.dense_k < 0:
+        raise InputError(f"--dense-k must be at least 0, got {args.dense_k}")
     queries = read_queries(args.queries, split=args.split)
     qrels = load_qrels(args.qrels or args.queries, split=args.split)
     result = _open_fast_forward(args).rank(queries, k_s=1000, alpha=1.0, mode=args.ff_mode, threads=args.threads,
-                                           progress=not args.quiet)
+                                           progress=not args.quiet, dense_k=args.dense_k)
     normalizations = ["none", "minmax", "zscore"] if args.fusion == "interpolate" else ["none"]
     tables = []
     for normalization in normalizations:
@@ -195,10 +203,11 @@ def _tune(args: argparse.Namespace) -> int:
     best = grid.loc[grid["value"].idxmax()]
     setting = {"alpha": round(float(best["alpha"]), 6), "normalization": best["normalization"],
                "fusion": args.fusion, "measure": args.measure, "value": float(best["value"]),
-               "split": args.split, "queries": str(args.queries), "missing": args.missing}
-    write_tuned(args.index, setting)
+               "split": args.split, "queries": str(args.queries), "missing": args.missing, "dense_k": args.dense_k}
+    write_tuned(args.index, setting, mode="hybrid" if args.dense_k else "ff")
+    mode = "--mode hybrid " if args.dense_k else ""
     print(f"best on {args.split}: alpha {setting['alpha']:.3f}, {setting['normalization']} normalisation "
-          f"({args.measure} {setting['value']:.4f}); stored for --alpha auto")
+          f"({args.measure} {setting['value']:.4f}); stored for {mode}--alpha auto")
     if args.csv:
         grid.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")

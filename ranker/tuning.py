@@ -62,22 +62,29 @@ def plot_sweep(table: pd.DataFrame, measure: str, path: str | Path, title: str =
     plt.close(fig)
 
 
-TUNED_FILE = "tuning.json"
+TUNED_FILE = "tuning.json"  # Fast-Forward (BM25 candidates); hybrid mode's setting: tuning-hybrid.json
 
 
-def write_tuned(index_dir: str | Path, setting: dict[str, Any]) -> None:
+def tuned_file(mode: str = "ff") -> str:
+    """The file in the index directory holding ``mode``'s tuned setting (``ff`` or ``hybrid``)."""
+    return TUNED_FILE if mode == "ff" else f"tuning-{mode}.json"
+
+
+def write_tuned(index_dir: str | Path, setting: dict[str, Any], mode: str = "ff") -> None:
     """Store the tuned fusion setting with the index (``<index>/tuning.json``), atomically."""
-    path = Path(index_dir) / TUNED_FILE
-    staged = path.with_name(f".{TUNED_FILE}.tmp")
+    path = Path(index_dir) / tuned_file(mode)
+    staged = path.with_name(f".{path.name}.tmp")
     staged.write_text(json.dumps(setting, indent=2) + "\n", encoding="utf-8")
     os.replace(staged, path)
 
 
-def read_tuned(index_dir: str | Path) -> dict[str, Any]:
-    """The setting stored by ``ff-rank tune``; an error if there is none."""
-    path = Path(index_dir) / TUNED_FILE
+def read_tuned(index_dir: str | Path, mode: str = "ff") -> dict[str, Any]:
+    """The setting stored by ``ff-rank tune`` for ``mode``; an error if there is none."""
+    path = Path(index_dir) / tuned_file(mode)
     if not path.is_file():
-        raise InputError(f"{index_dir}: no tuned alpha stored; run ff-rank tune first or give --alpha")
+        hint = " --dense-k N" if mode == "hybrid" else ""
+        raise InputError(f"{index_dir}: no tuned alpha stored for {mode} mode; run ff-rank tune{hint} first "
+                         "or give --alpha")
     try:
         setting = json.loads(path.read_text(encoding="utf-8"))
         float(setting["alpha"]), setting["normalization"], setting["fusion"], setting["split"]

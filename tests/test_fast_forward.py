@@ -178,7 +178,7 @@ def test_tune_stores_alpha_for_auto(ff_index, tmp_path):
     base = [sys.executable, "-m", "ranker"]
     proc = subprocess.run([*base, "run", "--mode", "ff", "--alpha", "auto", "--index", str(index), "--queries",
                            str(beir), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "no tuned alpha stored; run ff-rank tune first" in proc.stderr
+    assert proc.returncode == 2 and "no tuned alpha stored for ff mode; run ff-rank tune first" in proc.stderr
     proc = subprocess.run([*base, "tune", "--index", str(index), "--queries", str(beir), "--split", "test",
                            "--steps", "4", "--csv", str(tmp_path / "grid.csv"), "--plot", str(tmp_path / "a.png"),
                            "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -193,6 +193,21 @@ def test_tune_stores_alpha_for_auto(ff_index, tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"alpha {tuned['alpha']} with {tuned['normalization']} normalisation")
+
+    # Hybrid mode has its own setting (tuned over BM25's plus the dense candidates), kept beside Fast-Forward's.
+    hybrid = [*base, "run", "--mode", "hybrid", "--alpha", "auto", "--index", str(index), "--queries", str(beir),
+              "--out", str(out), "--quiet"]
+    proc = subprocess.run(hybrid, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no tuned alpha stored for hybrid mode; run ff-rank tune --dense-k N" in proc.stderr
+    proc = subprocess.run([*base, "tune", "--index", str(index), "--queries", str(beir), "--split", "test",
+                           "--steps", "4", "--dense-k", "2", "--quiet"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "stored for --mode hybrid --alpha auto" in proc.stdout
+    assert json.loads((index / "tuning-hybrid.json").read_text())["dense_k"] == 2
+    assert json.loads((index / "tuning.json").read_text()) == tuned  # Fast-Forward's setting is untouched
+    proc = subprocess.run(hybrid, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and ", 2 dense candidates (tuned on test)" in proc.stdout
 
 
 def test_single_query_rerank_matches_batch_ranking(ff_index, queries):
