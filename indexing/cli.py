@@ -79,6 +79,15 @@ def make_parser() -> argparse.ArgumentParser:
     coal.add_argument("--delta", type=float, required=True, help="cosine-distance threshold, e.g. 0.3")
     coal.add_argument("--force", action="store_true", help="replace an existing --out index")
 
+    qenc = sub.add_parser("query-encoder", help="encode this index's queries with a smaller, distilled model",
+                          description="Record a query encoder for the index: the model that built its vectors, "
+                                      "or one distilled from it with ff-train distill (its queries land in the "
+                                      "same vector space). ff-rank and ff-serve then encode queries with it.")
+    qenc.add_argument("--index", required=True, help="index directory with a forward index")
+    which = qenc.add_mutually_exclusive_group(required=True)
+    which.add_argument("--encoder", help="model directory (distilled from the index's encoder)")
+    which.add_argument("--reset", action="store_true", help="encode queries with the index's own encoder again")
+
     from indexing.shards import register
 
     register(sub)  # ff-index shards create|add|merge|verify
@@ -128,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         done = manifest["vectors"]["coalesced"]
         print(f"wrote {args.out} ({done['vectors_before']:,} -> {done['vectors_after']:,} vectors at delta "
               f"{done['delta']:g}, {100 * done['reduction']:.1f}% fewer)")
+    elif args.command == "query-encoder":
+        from ranker.query_encoder import write_query_encoder
+
+        record = write_query_encoder(args.index, None if args.reset else args.encoder)
+        print(f"{args.index}: queries are encoded with {record['path'] if record else 'the index encoder'}")
     elif args.command == "shards":
         from indexing.shards import run
 

@@ -97,20 +97,27 @@ class FastForward:
              b: float = DEFAULT_B, allow_encoder_mismatch: bool = False) -> FastForward:
         """Open an index directory that has both ``lucene/`` and ``vectors/``.
 
-        ``encoder`` (a name or directory) defaults to the one recorded in the
-        manifest; a different model is an error unless ``allow_encoder_mismatch``.
+        ``encoder`` (a name or directory) defaults to the query encoder recorded
+        with ``ff-index query-encoder``, else the one that built the vectors. It
+        must be that model or one distilled from it (:mod:`ranker.query_encoder`);
+        anything else is an error unless ``allow_encoder_mismatch``.
         """
-        from indexing.encoding import encoder_fingerprint, resolve_encoder
+        from indexing.encoding import resolve_encoder
+        from ranker.query_encoder import compatible, read_query_encoder
 
         sparse = BM25Searcher(index_dir, k1=k1, b=b)
         if "vectors" not in sparse.manifest:
             raise InputError(f"{index_dir}: has no forward index; build it with ff-index build --encoder")
         index = ForwardIndex.open(index_dir)
         recorded = index.manifest["encoder"]
-        model_dir = resolve_encoder(encoder or recorded["name"])
-        if not allow_encoder_mismatch and encoder_fingerprint(model_dir) != recorded["fingerprint"]:
+        if encoder is None:
+            query_encoder = read_query_encoder(index_dir)
+            encoder = query_encoder["path"] if query_encoder else recorded["name"]
+        model_dir = resolve_encoder(encoder)
+        if not allow_encoder_mismatch and not compatible(model_dir, recorded["fingerprint"]):
             raise InputError(f"{model_dir}: this encoder differs from the one that built {index_dir} "
-                             f"({recorded['name']}); query and document vectors would not match")
+                             f"({recorded['name']}) and was not distilled from it; query and document vectors "
+                             "would not match")
         return cls(sparse, index, QueryEncoder(model_dir, normalize=index.manifest["similarity"] == "cosine"))
 
     def dense_search(self, queries: pd.DataFrame, k: int = 1000,

@@ -138,3 +138,63 @@ def test_evaluate_matches_ff_rank_runs_and_reports_groups(ff_index, student, tmp
     values = groups["nDCG@10"]["fast_forward"]
     assert groups["worst"]["fast_forward"] == min(values, key=values.get)
     assert own["encode_latency"]["median_ms"] > 0
+
+
+@pytest.fixture(scope="module")
+def distilled(student, tmp_path_factory):
+    """The 2-layer student after 2 distillation steps from the packaged MiniLM (the tiny index's encoder)."""
+    from training.cli import main
+
+    root = tmp_path_factory.mktemp("distilled")
+    beir = write_beir(root / "tiny")
+    assert main(["distill", "--texts", str(beir), "--query-splits", "test", "--model", str(student), "--max-steps", "2",
+                 "--batch-size", "4",
+                 "--device", "cpu", "--cache-dir", str(root / "cache"), "--out", str(root / "model"),
+                 "--quiet"]) == 0
+    return root / "model"
+
+
+@pytest.mark.java
+def test_a_distilled_student_can_encode_the_index_queries(ff_index, student, distilled, tmp_path, capsys):
+    import shutil
+
+    from indexing.cli import main as ff_index_cli
+    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.errors import InputError
+    from ranker.fast_forward import FastForward
+
+    beir, built = ff_index
+    index = tmp_path / "index"
+    shutil.copytree(built, index)
+    run = json.loads((distilled / "ff_distillation.json").read_text())
+    assert run["teacher_fingerprint"] == encoder_fingerprint(resolve_encoder(None))
+    assert FastForward.open(index, encoder=str(distilled)).encoder.model[0].auto_model.config.num_hidden_layers == 2
+    with pytest.raises(InputError, match="was not distilled from it"):
+        FastForward.open(index, encoder=str(student))  # pruned, but not distilled: another vector space
+
+    assert ff_index_cli(["query-encoder", "--index", str(index), "--encoder", str(distilled)]) == 0
+    assert f"queries are encoded with {distilled}" in capsys.readouterr().out
+    assert FastForward.open(index).encoder.model[0].auto_model.config.num_hidden_layers == 2  # what ff-serve opens
+    assert ff_index_cli(["query-encoder", "--index", str(index), "--encoder", str(student)]) == 2
+    assert "neither the encoder that built" in capsys.readouterr().err
+    assert ff_index_cli(["query-encoder", "--index", str(index), "--reset"]) == 0
+    assert FastForward.open(index).encoder.model[0].auto_model.config.num_hidden_layers == 6
+
+    moved = tmp_path / "moved"
+    shutil.copytree(distilled, moved)
+    assert ff_index_cli(["query-encoder", "--index", str(index), "--encoder", str(moved)]) == 0
+    (moved / "README.md").write_text("changed")
+    with pytest.raises(InputError, match="changed since it was recorded; run ff-index query-encoder again"):
+        FastForward.open(index)
+
+
+@pytest.mark.java
+def test_evaluate_queries_only_keeps_the_index_vectors(ff_index, distilled, tmp_path):
+    from training.evaluate import evaluate_encoder
+
+    beir, index = ff_index
+    report = evaluate_encoder(str(distilled), index, beir, split="test", tune_split=None, alpha=0.5,
+                              work=tmp_path / "work", progress=False, queries_only=True)
+    assert report["forward_index"] == str(index / "vectors") and report["layers"] == 2
+    assert report["documents_encoded_by"] == "the index encoder"
+    assert not (tmp_path / "work").exists()  # nothing encoded

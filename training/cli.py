@@ -115,6 +115,9 @@ def make_parser() -> argparse.ArgumentParser:
     how = ev.add_mutually_exclusive_group()
     how.add_argument("--tune-split", default="dev", help="split to tune alpha on (default: dev)")
     how.add_argument("--alpha", type=float, help="use this alpha (min-max normalisation) instead of tuning")
+    ev.add_argument("--queries-only", action="store_true",
+                    help="the models encode queries only; documents keep the index's vectors (query encoders "
+                         "distilled from the index's encoder)")
     ev.add_argument("--work", default="work/eval", help="where forward indexes of the models go (default: work/eval)")
     ev.add_argument("--json", help="also write the reports as JSON to this file")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -292,7 +295,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for model in args.model:
         report = evaluate_encoder(model, args.index, args.data, split=args.split,
                                   tune_split=None if args.alpha is not None else args.tune_split, alpha=args.alpha,
-                                  work=args.work, progress=not args.quiet)
+                                  work=args.work, progress=not args.quiet,
+                                  queries_only=args.queries_only)
         print(format_report(report), flush=True)
         reports.append(report)
     if args.json:

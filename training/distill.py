@@ -169,7 +169,7 @@ def distill(config: DistillConfig) -> dict[str, Any]:
     from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
     from transformers import set_seed
 
-    from indexing.encoding import embedding_dimension, resolve_encoder
+    from indexing.encoding import embedding_dimension, encoder_fingerprint, resolve_encoder
     from training.models import check_out, load_model, save_model
     from training.train import make_trainer_args, versions
 
@@ -215,6 +215,7 @@ def distill(config: DistillConfig) -> dict[str, Any]:
     summary = {
         "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},
         "teacher": str(teacher_dir),
+        "teacher_fingerprint": encoder_fingerprint(teacher_dir),
         "texts": len(texts),
         "projection": projection,
         "steps": trainer.state.global_step,

@@ -75,8 +75,12 @@ def encode_latency(model_dir: Path, queries: list[str], repeats: int = 1) -> dic
 
 def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, split: str = "test",
                      tune_split: str | None = "dev", alpha: float | None = None, work: str | Path = "work/eval",
-                     grouping: str = "length", progress: bool = True) -> dict[str, Any]:
-    """Everything :mod:`training.evaluate` measures, as a JSON-ready dict."""
+                     grouping: str = "length", progress: bool = True, queries_only: bool = False) -> dict[str, Any]:
+    """Everything :mod:`training.evaluate` measures, as a JSON-ready dict.
+
+    ``queries_only``: the model encodes the queries only, the documents keep the index's vectors
+    (a query encoder distilled from the index's encoder, see :mod:`ranker.query_encoder`).
+    """
     from indexing.corpus import corpus_file
     from indexing.encoding import resolve_encoder
     from ranker.evaluation import evaluate, per_query
@@ -94,8 +98,18 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     corpus = corpus_file(data)
     if not isinstance(corpus, Path):
         raise InputError(f"{data}: not a BEIR directory or corpus file")
-    vectors = forward_index_for(model_dir, index, corpus, Path(work), progress=progress)
-    forward = ForwardIndex.open(vectors)
+    if queries_only:
+        from ranker.forward_index import VECTORS_DIR
+        from ranker.query_encoder import compatible
+
+        vectors = index / VECTORS_DIR
+        forward = ForwardIndex.open(vectors)
+        if not compatible(model_dir, forward.manifest["encoder"]["fingerprint"]):
+            raise InputError(f"{model_dir}: not distilled from the encoder of {index} "
+                             f"({forward.manifest['encoder']['name']}); it cannot encode its queries")
+    else:
+        vectors = forward_index_for(model_dir, index, corpus, Path(work), progress=progress)
+        forward = ForwardIndex.open(vectors)
     ff = FastForward(BM25Searcher(index), forward,
                      QueryEncoder(model_dir, normalize=forward.manifest["similarity"] == "cosine"))
 
@@ -130,6 +144,7 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     return {
         "model": str(model_dir),
         "layers": _layers(model_dir),
+        "documents_encoded_by": "the index encoder" if queries_only else "the model",
         "split": split,
         "queries": len(queries),
         "alpha": setting,
@@ -151,7 +166,8 @@ def _layers(model_dir: Path) -> int | None:
 
 def format_report(report: dict[str, Any]) -> str:
     """The evaluation as a few aligned lines of text."""
-    lines = [f"model {report['model']} ({report['layers']} layers); {report['split']}: {report['queries']} queries"]
+    lines = [f"model {report['model']} ({report['layers']} layers; documents encoded by "
+             f"{report.get('documents_encoded_by', 'the model')}); {report['split']}: {report['queries']} queries"]
     alpha = report["alpha"]
     tuned = f" (tuned on {alpha['split']}: nDCG@10 {alpha['nDCG@10']:.4f})" if alpha["split"] else ""
     lines.append(f"alpha {alpha['alpha']:.2f}, {alpha['normalization']} normalisation{tuned}")
