@@ -49,6 +49,13 @@ def test_read_texts_from_beir_jsonl_and_lines(tmp_path):
     assert len(texts) == len(TINY_DOCS) + len(TINY_QUERIES)
     assert texts[0] == "Forward indexes\nA forward index stores one dense vector per document."
     assert texts[-1] == TINY_QUERIES[-1]["text"]
+    short = read_texts(beir, query_splits=("test",), short=True)
+    assert short[:2] == ["Forward indexes", "A forward index stores one dense vector per document."]
+    assert "Cooking" in short and texts[0] not in short  # titles and sentences, not whole documents
+    from training.distill import query_like
+
+    assert query_like("T\nOne two three four. Too short. Five six seven eight! Nine ten eleven twelve?", 2) == [
+        "T", "One two three four.", "Five six seven eight!"]
     lines = tmp_path / "texts.txt"
     lines.write_text("one\n\ntwo\none\n")
     assert read_texts(lines) == ["one", "two"]

@@ -81,6 +81,9 @@ def make_parser() -> argparse.ArgumentParser:
     dis.add_argument("--out", required=True, help="model directory to write")
     dis.add_argument("--query-splits", nargs="*", default=["train"],
                      help="BEIR splits whose queries are added to the texts (default: train; none: documents only)")
+    dis.add_argument("--short-texts", action="store_true",
+                     help="from a BEIR directory take query-like texts (titles and the first 3 sentences of each "
+                          "document) instead of whole documents: for a query encoder (ff-index query-encoder)")
     dis.add_argument("--distance", choices=["cosine", "mse", "l2"], default="cosine",
                      help="distance between student and teacher embeddings (default: cosine)")
     dis.add_argument("--epochs", type=float, default=1.0, help="epochs over the texts (default: 1)")

@@ -38,6 +38,7 @@ class DistillConfig:
     teacher: str | None = None  # None: the packaged all-MiniLM-L6-v2
     model: str | None = None    # the student; None: the packaged all-MiniLM-L6-v2
     query_splits: tuple[str, ...] = ("train",)
+    short_texts: bool = False
     distance: str = "cosine"
     epochs: float = 1.0
     max_steps: int = -1
@@ -81,9 +82,12 @@ class DistillConfig:
         return Path(self.cache_dir) if self.cache_dir else Path(f"{self.out}.teacher-cache")
 
 
-def read_texts(source: str | Path, query_splits: tuple[str, ...] = ("train",)) -> list[str]:
+def read_texts(source: str | Path, query_splits: tuple[str, ...] = ("train",), short: bool = False,
+               sentences: int = 3) -> list[str]:
     """The texts to distil on: a BEIR directory's documents plus its ``query_splits`` queries, or a text file.
 
+    With ``short`` (for a query encoder), a BEIR document contributes query-like texts instead of its
+    whole contents: its title and its first ``sentences`` sentences of at least four words.
     A ``.jsonl`` file holds objects with a ``text`` field; any other file one text per line.
     Blank texts are skipped; the order is the source's (duplicates removed, first kept).
     """
@@ -91,7 +95,7 @@ def read_texts(source: str | Path, query_splits: tuple[str, ...] = ("train",)) -
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
-        texts = _beir_texts(path, query_splits)
+        texts = _beir_texts(path, query_splits, sentences if short else None)
     elif ".jsonl" in path.suffixes:
         texts = _jsonl_texts(path)
     else:
@@ -104,14 +108,26 @@ def read_texts(source: str | Path, query_splits: tuple[str, ...] = ("train",)) -
     return texts
 
 
-def _beir_texts(beir_dir: Path, query_splits: tuple[str, ...]) -> list[str]:
+def _beir_texts(beir_dir: Path, query_splits: tuple[str, ...], sentences: int | None) -> list[str]:
     from indexing.corpus import read_corpus
     from ranker.topics import read_queries
 
-    texts = [doc.contents for doc in read_corpus(beir_dir)]
+    if sentences is None:
+        texts = [doc.contents for doc in read_corpus(beir_dir)]
+    else:
+        texts = [text for doc in read_corpus(beir_dir) for text in query_like(doc.contents, sentences)]
     for split in query_splits:
         texts += read_queries(beir_dir, split=split)["query"].tolist()
     return texts
+
+
+def query_like(contents: str, sentences: int = 3) -> list[str]:
+    """A document's title (the first line) and its first ``sentences`` sentences of four words or more."""
+    import re
+
+    title, _, body = contents.partition("\n")
+    parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+", body) if len(p.split()) >= 4]
+    return [t for t in (title.strip(), *parts[:sentences]) if t]
 
 
 def _jsonl_texts(path: Path) -> list[str]:
@@ -176,7 +192,7 @@ def distill(config: DistillConfig) -> dict[str, Any]:
     config.validate()
     check_out(config.out, config.force)
     set_seed(config.seed)
-    texts = read_texts(config.texts, config.query_splits)
+    texts = read_texts(config.texts, config.query_splits, short=config.short_texts)
     if config.max_texts is not None and len(texts) > config.max_texts:
         keep = np.random.default_rng(config.seed).choice(len(texts), config.max_texts, replace=False)
         texts = [texts[i] for i in sorted(keep)]
