@@ -1,11 +1,12 @@
 """Fast-Forward in PyTerrier pipelines (the ``pyterrier`` extra).
 
+    from pyterrier.measures import nDCG
     from ranker.fast_forward import FastForward
     from ranker.pyterrier import BM25Retriever, FFInterpolate, FFScore
 
     ff = FastForward.open("work/scifact")
     pipeline = BM25Retriever(ff, k=1000) >> FFScore(ff) >> FFInterpolate(alpha=0.35)
-    pt.Experiment([pipeline], topics, qrels, eval_metrics=["nDCG@10"])
+    pt.Experiment([pipeline], topics, qrels, eval_metrics=[nDCG @ 10])   # not the string "nDCG@10"
 
 ``FFScore`` keeps the incoming score as ``score_0`` and puts the dense score
 in ``score``; ``FFInterpolate`` fuses them as ``ff-rank run --mode ff`` does
