@@ -1,8 +1,8 @@
 """``ff-index build --runner ray``: Ray Data actors build the local runner's forward index byte for byte.
 
-The Ray tests start one local Ray instance for the module (two CPU actors at most) and encode the
-tiny corpus in shards of two documents; they are skipped, with the reason, where Ray cannot be
-imported. The option and error tests need no Ray.
+The Ray test starts one local Ray instance (two CPU actors at most) in a fresh interpreter and
+encodes the tiny corpus in shards of two documents; it is skipped, with the reason, where Ray cannot
+be imported. The option and error tests need no Ray.
 """
 
 from __future__ import annotations
@@ -46,18 +46,6 @@ def local_index(corpus) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray instance for the module (started by the runner's own code), shut down at the end."""
-    pytest.importorskip("ray.data", reason=NO_RAY)
-    from indexing.ray_runner import RayRunner
-
-    session = RayRunner(device="cpu", actors=2)
-    session.start()
-    yield
-    session.close()
-
-
 def _ray_runner(actors: int):
     from indexing.ray_runner import RayRunner
 
@@ -72,8 +60,16 @@ def _assert_same_index(a: Path, b: Path) -> None:
     assert manifest_a == manifest_b
 
 
-def test_ray_build_is_bit_identical_to_local_and_resumes(ray_session, corpus, local_index, tmp_path, monkeypatch):
-    """An interrupted Ray build keeps its finished shard; resumed (on two actors) it is the local index."""
+def ray_build_and_compare(corpus: str, local_index: str, tmp: str) -> None:
+    """An interrupted Ray build keeps its finished shard; resumed (on two actors) it is the local index.
+
+    Runs in a fresh interpreter (see the test below): Ray's core installs crash handlers for SIGSEGV
+    that stay after ``ray.shutdown`` and would take the JVM's own, harmless SIGSEGVs (implicit null
+    checks in JIT-compiled Lucene code) in later tests of the same process.
+    """
+    from indexing.ray_runner import RayRunner
+
+    corpus_path, tmp_path = Path(corpus), Path(tmp)
     work, real_save, saved, resumed = tmp_path / ".work", forward_build._save_shard, [], []
 
     def save_then_interrupt(work_dir, name, *args):
@@ -86,21 +82,36 @@ def test_ray_build_is_bit_identical_to_local_and_resumes(ray_session, corpus, lo
         resumed.append(name)
         real_save(work_dir, name, *args)
 
-    monkeypatch.setattr(forward_build, "_save_shard", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        build_forward_index(read_corpus(corpus), tmp_path / "ray", work, _settings(corpus), progress=False,
-                            runner=_ray_runner(actors=1))
-    assert sorted(p.name for p in work.glob("shard-*")) == [f"{saved[0]}.ids.json", f"{saved[0]}.vectors.npy"]
+    session = RayRunner(device="cpu", actors=2)  # one local Ray instance for both builds
+    session.start()
+    try:
+        forward_build._save_shard = save_then_interrupt
+        with pytest.raises(KeyboardInterrupt):
+            build_forward_index(read_corpus(corpus_path), tmp_path / "ray", work, _settings(corpus_path),
+                                progress=False, runner=_ray_runner(actors=1))
+        assert sorted(p.name for p in work.glob("shard-*")) == [f"{saved[0]}.ids.json", f"{saved[0]}.vectors.npy"]
 
-    monkeypatch.setattr(forward_build, "_save_shard", save_and_record)
-    manifest = build_forward_index(read_corpus(corpus), tmp_path / "ray", work, _settings(corpus), progress=False,
-                                   runner=_ray_runner(actors=2))
+        forward_build._save_shard = save_and_record
+        manifest = build_forward_index(read_corpus(corpus_path), tmp_path / "ray", work, _settings(corpus_path),
+                                       progress=False, runner=_ray_runner(actors=2))
+    finally:
+        forward_build._save_shard = real_save
+        session.close()
     assert sorted(resumed + saved) == ["shard-00000", "shard-00001", "shard-00002"]  # the done shard is kept
     assert manifest["documents"] == len(TINY_DOCS) and manifest["similarity"] == "cosine"
     assert not work.exists()
-    _assert_same_index(tmp_path / "ray", local_index)
+    _assert_same_index(tmp_path / "ray", Path(local_index))
     vectors = np.load(tmp_path / "ray" / "vectors.npy")
     assert vectors.shape == (len(TINY_DOCS), 384) and np.isfinite(vectors).all()
+
+
+def test_ray_build_is_bit_identical_to_local_and_resumes(corpus, local_index, tmp_path):
+    pytest.importorskip("ray.data", reason=NO_RAY)
+    code = ("import sys\nfrom tests.test_ray_runner import ray_build_and_compare\n"
+            "ray_build_and_compare(*sys.argv[1:])\nprint('RAY BUILD OK')")
+    proc = subprocess.run([sys.executable, "-c", code, str(corpus), str(local_index), str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "RAY BUILD OK" in proc.stdout, proc.stderr[-3000:]
 
 
 # --- options and errors (no Ray needed) ----------------------------------------------------------------------
