@@ -61,7 +61,7 @@ bench-quantization: venv
 
 # ff-serve under load on the SciFact index (loopback only, bounded): docs/load.md
 bench-load: venv
-	$(BIN)/python benchmarks/load_test.py --index $(WORK)/$(NAME) --queries $(DATA) --soak 2000
+	$(BIN)/python benchmarks/load_test.py --index $(WORK)/$(NAME) --queries $(DATA) --soak 10000
 
 # Re-ranking latency on a 1M-vector synthetic index vs SciFact: docs/scaling.md
 bench-scaling: venv
