@@ -33,14 +33,13 @@ from ranker.errors import InputError
 from ranker.forward_index import (KIND, MANIFEST, SHARDED_KIND, ForwardIndex, Lookup, quantization_of)
 from ranker.index_layout import load_manifest
 from ranker.quantization import expected_arrays
+from ranker.textio import sha256_file
 
 SHARDED_VERSION = 1
 SHARDS_DIR = "shards"
 
 
-def file_sha256(path: Path) -> str:
-    """``sha256:<hex>`` of a small file (a shard's ``manifest.json``), as the manifests write checksums."""
-    return _digest(path.read_bytes())
+file_sha256 = sha256_file  # a shard manifest's checksum, in the form every manifest writes
 
 
 def _digest(data: bytes) -> str:
