@@ -2,9 +2,10 @@
 
 At query time only the query is encoded, so the query encoder sets the latency while the document
 vectors were computed offline. A student distilled from the index's encoder (``ff-train distill``,
-which records the teacher's fingerprint in ``ff_distillation.json``) maps queries into the same
-space, so it can replace the index's encoder on the query side (as in Leonhardt et al.'s
-lightweight query encoders for Fast-Forward indexes). ``ff-index query-encoder --index DIR
+which records the teacher's fingerprint in ``ff_distillation.json``), or trained against the index's
+vectors (``ff-train query-tune``: ``ff_query_tuning.json``), maps queries into the same space, so
+it can replace the index's encoder on the query side (as in Leonhardt et al.'s lightweight query
+encoders for Fast-Forward indexes). ``ff-index query-encoder --index DIR
 --encoder MODEL`` records such a model in ``<index>/query_encoder.json``; ``FastForward.open``
 (and so ``ff-rank`` and ``ff-serve``) then encodes queries with it.
 """
@@ -19,18 +20,22 @@ from typing import Any
 from ranker.errors import InputError
 
 QUERY_ENCODER_FILE = "query_encoder.json"
-DISTILLATION_FILE = "ff_distillation.json"
+# run files of ff-train distill and ff-train query-tune; both record the index encoder's fingerprint
+DISTILLATION_FILES = ("ff_distillation.json", "ff_query_tuning.json")
 
 
 def distilled_from(model_dir: Path) -> str | None:
-    """The fingerprint of the teacher ``model_dir`` was distilled from, if it was."""
-    path = Path(model_dir) / DISTILLATION_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("teacher_fingerprint")
-    except (json.JSONDecodeError, AttributeError):
-        return None
+    """The fingerprint of the encoder whose space ``model_dir`` was trained into (distilled from, or
+    query-tuned against an index of), if it was."""
+    for name in DISTILLATION_FILES:
+        path = Path(model_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("teacher_fingerprint")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+    return None
 
 
 def compatible(model_dir: Path, index_fingerprint: str) -> bool:

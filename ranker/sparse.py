@@ -83,6 +83,20 @@ class BM25Searcher:
             print(f"searched {len(qids):,} queries in {elapsed:.1f} s ({len(qids) / max(elapsed, 1e-9):,.1f} queries/s)")
         return Ranking(pd.DataFrame(rows, columns=["qid", "docno", "score"]), name="bm25")
 
+    def search_one(self, text: str, k: int = 1000) -> tuple[list[str], np.ndarray]:
+        """One query's top ``k``: docnos and float64 scores, best first, as :meth:`search` ranks them.
+
+        For a server answering one query at a time: no DataFrame is built (that costs as much as the
+        Lucene search itself for 1,000 hits).
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if self._fast is not None:
+            docnos, scores = self._fast.search(text, int(k))
+            return docnos, scores.astype(np.float64)
+        df = self.search(pd.DataFrame({"qid": ["q"], "query": [text]}), k=k, threads=1).df
+        return df["docno"].tolist(), df["score"].to_numpy(dtype=np.float64)
+
     def document(self, docno: str) -> dict[str, Any] | None:
         """The stored document (``id``, ``contents``, ``title``), or ``None`` if unknown."""
         raw = self._searcher.doc_raw(docno)

@@ -92,8 +92,7 @@ class IndexHandle:
         for query, vector in zip(one, vectors):
             qid = query["qid"].iloc[0]
             with stages("sparse"):
-                sparse = self.bm25.search(query, k=max(candidates, k), threads=threads).df
-            docnos, scores = sparse["docno"].tolist(), sparse["score"].to_numpy(dtype=np.float64)
+                docnos, scores = self.bm25.search_one(query["query"].iloc[0], k=max(candidates, k))
             seen = set(docnos)
             extra = [d for d in dense_docnos.get(qid, []) if d not in seen]  # hybrid: the dense candidates
             if extra:

@@ -134,6 +134,19 @@ def test_fast_bm25_path_ranks_like_simple_searcher(tiny_index, tmp_path):
     assert (a["score"] - b["score"]).abs().max() <= 1.0001e-4
 
 
+def test_search_one_equals_search(tiny_index, tmp_path):
+    queries = read_queries(write_beir(tmp_path / "q"), split="test")
+    slow = BM25Searcher(tiny_index)
+    slow._fast = None  # Anserini's SimpleSearcher path
+    for searcher in (BM25Searcher(tiny_index), slow):
+        full = searcher.search(queries, k=5, threads=1).df
+        for qid, text in zip(queries["qid"], queries["query"]):
+            docnos, scores = searcher.search_one(text, k=5)
+            expected = full[full["qid"] == qid]
+            assert docnos == expected["docno"].tolist() and len(docnos) > 0
+            assert scores.dtype == "float64" and scores.tolist() == expected["score"].tolist()
+
+
 def test_anserini_tie_adjust():
     import numpy as np
 

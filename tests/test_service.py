@@ -465,7 +465,7 @@ def budget_app(ff_index, client):
 
 
 @pytest.mark.parametrize("mode, where, name, stage", [
-    ("ff", "bm25", "search", "sparse"), ("bm25", "bm25", "search", "sparse"), ("ff", "ff", "encoder", "encode"),
+    ("ff", "bm25", "search_one", "sparse"), ("bm25", "bm25", "search", "sparse"), ("ff", "ff", "encoder", "encode"),
     ("ff", "ff", "rerank", "rerank"), ("dense", "ff", "dense_search", "dense"),
     ("hybrid", "ff", "dense_search", "dense"),
     ("hybrid", "handle", "document", "documents"),

@@ -1,5 +1,6 @@
 """``ff-train``: prune an encoder (``prune``), hold out a dev split (``dev-split``), mine BM25 hard
-negatives (``mine``), distil a teacher into it (``distill``), train it (``train``), measure it (``evaluate``)."""
+negatives (``mine``), distil a teacher into it (``distill``), train it (``train``), train a query encoder
+against an index's vectors (``query-tune``), measure it (``evaluate``)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,35 @@ def make_parser() -> argparse.ArgumentParser:
     dis.add_argument("--force", action="store_true", help="replace an existing model directory")
     dis.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    qt = sub.add_parser("query-tune", help="train a query encoder against an index's fixed document vectors",
+                        description="Contrastive training of the query side only: each training query must score "
+                                    "its relevant document's stored vector above its BM25 hard negatives' and the "
+                                    "batch's other documents' (InfoNCE). Documents never pass through the model, so "
+                                    "steps are cheap. The result is a query encoder for that index "
+                                    "(ff-index query-encoder).")
+    qt.add_argument("--data", required=True, help="JSONL as ff-train mine writes it (query, pos_id, neg_id)")
+    qt.add_argument("--index", required=True, help="index directory whose forward index holds the documents")
+    qt.add_argument("--model", help="query encoder to start from, e.g. a pruned student from ff-train distill "
+                                    "(default: the index's encoder)")
+    qt.add_argument("--out", required=True, help="model directory to write")
+    qt.add_argument("--negatives", type=int, default=4, help="hard negatives per query, at most (default: 4)")
+    qt.add_argument("--epochs", type=float, default=5.0, help="epochs over the queries (default: 5)")
+    qt.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: -1, use --epochs)")
+    qt.add_argument("--batch-size", type=int, default=32, help="queries per step (default: 32)")
+    qt.add_argument("--lr", type=float, default=2e-5, dest="learning_rate", help="peak learning rate (default: 2e-5)")
+    qt.add_argument("--warmup", type=float, default=0.1, help="linear warm-up fraction or steps (default: 0.1)")
+    qt.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    qt.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale, 1/temperature (default: 20)")
+    qt.add_argument("--distill-weight", type=float, default=0.0,
+                    help="add this weight times (1 - cosine) to the index encoder's query embedding (default: 0)")
+    qt.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw", help="(default: adamw)")
+    qt.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
+    qt.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    qt.add_argument("--logging-steps", type=int, default=20, help="log every N steps (default: 20)")
+    qt.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    qt.add_argument("--force", action="store_true", help="replace an existing model directory")
+    qt.add_argument("--quiet", action="store_true", help="no progress bars")
+
     ev = sub.add_parser("evaluate", help="dense-only and Fast-Forward quality and query-encoding latency of a model",
                         description="Encode the corpus with --model (cached under --work), tune alpha on "
                                     "--tune-split, evaluate BM25, dense-only and Fast-Forward runs of --split with "
@@ -177,10 +207,10 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ff-train``."""
     args = make_parser().parse_args(argv)
-    if getattr(args, "quiet", False) and args.command in ("prune", "train", "distill", "evaluate"):
+    if getattr(args, "quiet", False) and args.command in ("prune", "train", "distill", "query-tune", "evaluate"):
         _quiet()
     commands = {"prune": _prune, "mine": _mine, "train": _train, "dev-split": _dev_split, "distill": _distill,
-                "evaluate": _evaluate}
+                "query-tune": _query_tune, "evaluate": _evaluate}
     try:
         return commands[args.command](args)
     except ValueError as err:  # option values that the library rejects
@@ -288,6 +318,17 @@ def _distill(args: argparse.Namespace) -> int:
     summary = distill(DistillConfig(**options, progress=not args.quiet))
     print(f"wrote {args.out} ({summary['steps']} steps on {summary['texts']:,} texts, "
           f"train loss {summary['train_loss']:.4f})")
+    return 0
+
+
+def _query_tune(args: argparse.Namespace) -> int:
+    from training.query_tuning import QueryTuneConfig, query_tune
+
+    fields = QueryTuneConfig.__dataclass_fields__
+    summary = query_tune(QueryTuneConfig(**{k: v for k, v in vars(args).items() if k in fields},
+                                         progress=not args.quiet))
+    print(f"wrote {args.out} ({summary['steps']} steps on {summary['examples']:,} queries with "
+          f"{summary['hard_negatives']:,} hard negatives, train loss {summary['train_loss']:.4f})")
     return 0
 
 
