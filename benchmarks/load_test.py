@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-time-cap", type=float, default=1800, help="seconds for the soak at most")
     parser.add_argument("--workers", type=int, default=2, help="ff-serve --workers (default: 2)")
     parser.add_argument("--threads", type=int, default=4, help="ff-serve --threads (default: 4)")
+    parser.add_argument("--torch-threads", type=int,
+                        help="ff-serve --torch-threads: torch threads per worker (default: ff-serve's, CPUs / workers)")
     parser.add_argument("--candidates", type=int, default=1000,
                         help="ff-serve --candidates: BM25 candidates re-ranked (default: 1000)")
     parser.add_argument("--k", type=int, default=10)
@@ -198,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     print(f"{len(queries)} queries ({args.queries}, {args.split}); starting ff-serve on 127.0.0.1 ...", flush=True)
     server = LocalServer({args.index.name: args.index}, workers=args.workers, threads=args.threads,
-                         args=["--candidates", str(args.candidates)], ready_timeout=600, cwd=REPO)
+                         args=["--candidates", str(args.candidates),
+                               *(["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])],
+                         ready_timeout=600, cwd=REPO)
     with server:
         client = Client(server.port, queries, args.k, args.mode)
         warm = Client(server.port, [f"warm up request {i}" for i in range(40)], args.k, args.mode)
@@ -264,7 +268,8 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
         f"`{command}` ({dt.date.today().isoformat()}; {machine()}).",
         "",
         f"`ff-serve --index {args.index.name}={args.index} --workers {args.workers} --threads {args.threads} "
-        f"--candidates {args.candidates}` "
+        f"--candidates {args.candidates}"
+        f"{f' --torch-threads {args.torch_threads}' if args.torch_threads else ''}` "
         f"on 127.0.0.1; `GET /v1/search?q=...&k={args.k}&mode={args.mode}` cycling over the {n_queries} "
         f"SciFact {args.split} queries, at most {args.requests} requests (and {args.time_cap:.0f} s) per "
         "concurrency, one keep-alive connection per client thread. Latency is the client's (send to last "

@@ -27,6 +27,7 @@ from ranker.ranking import Ranking
 from ranker.sparse import DEFAULT_B, DEFAULT_K1, BM25Searcher
 
 FUSIONS = ("interpolate", "rrf")
+RUNTIMES = ("torch", "onnx")  # what encodes queries: PyTorch, or the same model on ONNX Runtime
 
 
 @dataclass
@@ -56,31 +57,51 @@ class QueryEncoder:
 
     Each query is encoded on its own, so its vector never depends on which
     other queries shared a batch (padding changes the last bits); safe to call
-    from several threads.
+    from several threads. ``runtime="onnx"`` runs the same model on ONNX Runtime
+    (:mod:`ranker.onnx_runtime`; ``threads`` intra-op threads), falling back to
+    PyTorch when the export fails or does not reproduce PyTorch's embeddings;
+    :attr:`runtime` says which one encodes.
     """
 
-    def __init__(self, model_dir: Path, normalize: bool, cache_size: int = 4096) -> None:
+    def __init__(self, model_dir: Path, normalize: bool, cache_size: int = 4096, runtime: str = "torch",
+                 threads: int = 1) -> None:
         from indexing.encoding import load_encoder
 
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown query runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         self.model = load_encoder(model_dir)
         self.normalize = normalize
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._onnx = None
+        if runtime == "onnx":
+            from ranker.onnx_runtime import load_onnx_embedder
+
+            self._onnx = load_onnx_embedder(self.model, threads=threads)
+        self.runtime = "onnx" if self._onnx is not None else "torch"
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` (float32, one row each); only unseen texts reach the model."""
         with self._lock:
             for text in dict.fromkeys(t for t in texts if t not in self._cache):
-                vector = self.model.encode([text], convert_to_numpy=True, normalize_embeddings=self.normalize,
-                                           show_progress_bar=False)[0]
-                self._cache[text] = np.asarray(vector, dtype=np.float32)
+                self._cache[text] = self._encode(text)
             out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
             for text in texts:
                 self._cache.move_to_end(text)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return out
+
+    def _encode(self, text: str) -> np.ndarray:
+        if self._onnx is None:
+            vector = self.model.encode([text], convert_to_numpy=True, normalize_embeddings=self.normalize,
+                                       show_progress_bar=False)[0]
+            return np.asarray(vector, dtype=np.float32)
+        vector = self._onnx.encode([text])[0]
+        if self.normalize:  # as sentence-transformers' normalize_embeddings does
+            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return vector.astype(np.float32)
 
 
 class FastForward:
@@ -94,13 +115,15 @@ class FastForward:
 
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
-             b: float = DEFAULT_B, allow_encoder_mismatch: bool = False) -> FastForward:
+             b: float = DEFAULT_B, allow_encoder_mismatch: bool = False, query_runtime: str = "torch",
+             query_threads: int = 1) -> FastForward:
         """Open an index directory that has both ``lucene/`` and ``vectors/``.
 
         ``encoder`` (a name or directory) defaults to the query encoder recorded
         with ``ff-index query-encoder``, else the one that built the vectors. It
         must be that model or one distilled from it (:mod:`ranker.query_encoder`);
-        anything else is an error unless ``allow_encoder_mismatch``.
+        anything else is an error unless ``allow_encoder_mismatch``. ``query_runtime``
+        and ``query_threads``: see :class:`QueryEncoder`.
         """
         from indexing.encoding import resolve_encoder
         from ranker.query_encoder import compatible, read_query_encoder
@@ -118,7 +141,8 @@ class FastForward:
             raise InputError(f"{model_dir}: this encoder differs from the one that built {index_dir} "
                              f"({recorded['name']}) and was not distilled from it; query and document vectors "
                              "would not match")
-        return cls(sparse, index, QueryEncoder(model_dir, normalize=index.manifest["similarity"] == "cosine"))
+        return cls(sparse, index, QueryEncoder(model_dir, normalize=index.manifest["similarity"] == "cosine",
+                                               runtime=query_runtime, threads=query_threads))
 
     def dense_search(self, queries: pd.DataFrame, k: int = 1000,
                      query_vectors: np.ndarray | None = None) -> Ranking:

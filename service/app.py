@@ -37,7 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
 
     app.extensions["ff"] = registry = Registry(app.config["INDEXES"], app.config["DEFAULT_INDEX"],
-                                                        app.config["TORCH_THREADS"])
+                                                        app.config["TORCH_THREADS"], app.config["QUERY_RUNTIME"])
     app.extensions["ff_metrics"] = metrics = Metrics()
     _count_requests(app, metrics)
     app.before_request(lambda: params.check_url_is_utf8(request.environ))  # before any handler reads args

@@ -48,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "NORMALIZATION": "minmax",   # per-query score normalisation before interpolation (none|minmax|zscore)
     "SNIPPET_CHARS": 200,
     "SEARCH_THREADS": 1,         # Lucene threads per request (requests already run in parallel)
-    "TORCH_THREADS": None,       # torch intra-op threads for query encoding; None: torch's default
+    "TORCH_THREADS": None,       # threads per worker for query encoding (torch or ONNX Runtime); None: torch's default
+    "QUERY_RUNTIME": "onnx",     # onnx: the query encoder on ONNX Runtime (PyTorch if its export fails); torch
     "TIME_BUDGET_MS": 2000,      # a search still running after this many ms is a 503; 0: no budget
 }
 
@@ -204,6 +205,8 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise _bad("EAGER_LOAD", f"EAGER_LOAD must be true or false, got {config['EAGER_LOAD']!r}")
     if config["TORCH_THREADS"] is not None and not _positive_int(config["TORCH_THREADS"]):
         raise _bad("TORCH_THREADS", f"TORCH_THREADS must be a positive integer, got {config['TORCH_THREADS']!r}")
+    if config["QUERY_RUNTIME"] not in ("torch", "onnx"):
+        raise _bad("QUERY_RUNTIME", f"QUERY_RUNTIME must be torch or onnx, got {config['QUERY_RUNTIME']!r}")
     if config["DEFAULT_INDEX"] is not None and not isinstance(config["DEFAULT_INDEX"], str):
         raise _bad("DEFAULT_INDEX", f"DEFAULT_INDEX must be an index name, got {config['DEFAULT_INDEX']!r}")
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _OPEN_LOCK = threading.Lock()
-_OPENED: dict[tuple[str, str, bool], IndexHandle] = {}
+_OPENED: dict[tuple[str, str, bool, str, int], IndexHandle] = {}
 
 
 @dataclass
@@ -68,19 +68,20 @@ class IndexHandle:
         import pandas as pd
 
         stages = _Stages(checkpoint)
-        one = [pd.DataFrame({"qid": [qid], "query": [text]}) for qid, text in zip(queries["qid"], queries["query"])]
+        qids, texts = queries["qid"].tolist(), queries["query"].tolist()
         parts: list[pd.DataFrame] = []
         if mode == "bm25":
-            for query in one:
+            for qid, text in zip(qids, texts):
+                query = pd.DataFrame({"qid": [qid], "query": [text]})
                 with stages("sparse"):
                     df = self.bm25.search(query, k=k, threads=threads).df
                 parts.append(df.assign(score_sparse=df["score"], score_dense=None))
             return _concat(parts), stages.timings
         assert self.ff is not None
         vectors = []
-        for query in one:
+        for text in texts:
             with stages("encode"):
-                vectors.append(self.ff.encoder(query["query"].tolist())[0])
+                vectors.append(self.ff.encoder([text])[0])
         dense_docnos: dict[str, list[str]] = {}
         if mode in ("dense", "hybrid"):
             with stages("dense"):
@@ -89,10 +90,9 @@ class IndexHandle:
             if mode == "dense":
                 return dense.assign(score_sparse=None, score_dense=dense["score"]), stages.timings
             dense_docnos = {qid: group["docno"].tolist() for qid, group in dense.groupby("qid", sort=False)}
-        for query, vector in zip(one, vectors):
-            qid = query["qid"].iloc[0]
+        for qid, text, vector in zip(qids, texts, vectors):
             with stages("sparse"):
-                docnos, scores = self.bm25.search_one(query["query"].iloc[0], k=max(candidates, k))
+                docnos, scores = self.bm25.search_one(text, k=max(candidates, k))
             seen = set(docnos)
             extra = [d for d in dense_docnos.get(qid, []) if d not in seen]  # hybrid: the dense candidates
             if extra:
@@ -140,16 +140,19 @@ class _Stages:
             self.checkpoint(stage)
 
 
-def open_index(path: Path, manifest: dict[str, Any]) -> IndexHandle:
-    """Open the index at ``path`` once per process (JVM, Lucene, forward index, encoder) and warm it up."""
+def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch", threads: int = 1) -> IndexHandle:
+    """Open the index at ``path`` once per process (JVM, Lucene, forward index, encoder) and warm it up.
+
+    ``query_runtime`` and ``threads``: how queries are encoded (:class:`ranker.fast_forward.QueryEncoder`).
+    """
     with_vectors = "vectors" in manifest
-    key = (str(path.resolve()), str(manifest.get("created")), with_vectors)
+    key = (str(path.resolve()), str(manifest.get("created")), with_vectors, query_runtime, threads)
     with _OPEN_LOCK:
         if key not in _OPENED:
             if with_vectors:
                 from ranker.fast_forward import FastForward
 
-                ff = FastForward.open(path)
+                ff = FastForward.open(path, query_runtime=query_runtime, query_threads=threads)
                 handle = IndexHandle(path, manifest, ff.sparse, ff)
             else:
                 from ranker.sparse import BM25Searcher
@@ -173,7 +176,7 @@ class Registry:
     """The configured indexes of one app; opened lazily or in the background, exactly once."""
 
     def __init__(self, indexes: dict[str, Path], default: str | None = None,
-                 torch_threads: int | None = None) -> None:
+                 torch_threads: int | None = None, query_runtime: str = "torch") -> None:
         from ranker.errors import InputError
 
         if not indexes:
@@ -185,6 +188,7 @@ class Registry:
         self.manifests = {name: check_index(path) for name, path in indexes.items()}
         self.default = default or next(iter(indexes))
         self.torch_threads = torch_threads
+        self.query_runtime = query_runtime
         self.state = "idle"  # idle -> loading -> ready | failed
         self.error: str | None = None
         self.load_seconds: float | None = None
@@ -233,7 +237,8 @@ class Registry:
                 import torch
 
                 torch.set_num_threads(int(self.torch_threads))
-            handles = {name: open_index(path, self.manifests[name]) for name, path in self.paths.items()}
+            handles = {name: open_index(path, self.manifests[name], self.query_runtime, self.torch_threads or 1)
+                       for name, path in self.paths.items()}
         except Exception as err:  # a broken index or environment: the operator must see it
             log.exception("loading the indexes failed")
             self.state, self.error = "failed", f"{type(err).__name__}: {err}"

@@ -221,6 +221,9 @@ def test_flags_beat_the_environment_which_beats_the_file(tiny_index, tmp_path, m
     assert got == {"CANDIDATES": 70, "ALPHA": 0.25, "DEFAULT_K": 3, "DENSE_K": 9, "TIME_BUDGET_MS": 90000,
                    "EAGER_LOAD": False, "INDEXES": {"tiny": tiny_index}}
     assert app.config["TORCH_THREADS"] == max(1, (os.cpu_count() or 1) // 2)
+    assert app.config["QUERY_RUNTIME"] == "onnx"
+    assert cli.main(["--config", str(tmp_path / "serve.toml"), "--query-runtime", "torch"]) == 0
+    assert create_app(served[-1][0]).config["QUERY_RUNTIME"] == "torch"
 
     monkeypatch.chdir(tmp_path)
     assert cli.main(["--config", "serve.toml", "--index", f"other={tiny_index}", "--timeout", "91",

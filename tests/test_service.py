@@ -10,6 +10,7 @@ import threading
 import time
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,6 +75,22 @@ def test_ff_score_interpolates_minmax_normalised_components(client, alpha):
         assert hit["score"] == pytest.approx(alpha * hit["score_sparse"] + (1 - alpha) * hit["score_dense"])
     assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_queries_are_encoded_on_onnx_runtime_by_default_with_pytorchs_results(ff_index, client):
+    from service.resources import current_registry
+
+    with client.application.app_context():
+        assert current_registry().query_runtime == "onnx"
+    torch_app = create_app({"TESTING": True, "INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100,
+                            "QUERY_RUNTIME": "torch"})
+    for q in ("pasta water", "dense vector forward index"):
+        onnx_hits = search(client, q=q, mode="ff", k=5)["hits"]
+        torch_hits = search(torch_app.test_client(), q=q, mode="ff", k=5)["hits"]
+        assert [h["docno"] for h in onnx_hits] == [h["docno"] for h in torch_hits]
+        assert np.allclose([h["score_dense"] for h in onnx_hits], [h["score_dense"] for h in torch_hits], atol=1e-5)
+    with client.application.app_context():
+        assert current_registry().get("tiny").ff.encoder.runtime == "onnx"
 
 
 def test_bm25_mode_has_no_dense_score(client):
@@ -357,9 +374,9 @@ def test_ready_only_after_loading(ff_index, monkeypatch):
     release = threading.Event()
     real_open = resources.open_index
 
-    def slow_open(path, manifest):
+    def slow_open(path, manifest, *how):
         assert release.wait(30)
-        return real_open(path, manifest)
+        return real_open(path, manifest, *how)
 
     monkeypatch.setattr(resources, "open_index", slow_open)
     app = create_app({"INDEXES": {"tiny": str(ff_index)}, "EAGER_LOAD": True, "CANDIDATES": 10})
@@ -376,7 +393,7 @@ def test_ready_only_after_loading(ff_index, monkeypatch):
 
 
 def test_failed_load_is_a_503_with_the_reason(ff_index, monkeypatch, caplog):
-    def broken(path, manifest):
+    def broken(path, manifest, *how):
         raise InputError(f"{path}/vectors/vectors.npy: truncated")
 
     monkeypatch.setattr(resources, "open_index", broken)

@@ -89,6 +89,7 @@ def test_without_a_file_nothing_changes(tiny_index):
     ('TIME_BUDGET_MS = -5\n', "TIME_BUDGET_MS must be a number of milliseconds, 0 or more (0: no budget), got -5 "
                               "(from {file})"),
     ('INDEXES = "tiny"\n', "index 'tiny': expected NAME=PATH (from {file})"),
+    ('QUERY_RUNTIME = "gpu"\n', "QUERY_RUNTIME must be torch or onnx, got 'gpu' (from {file})"),
 ])
 def test_a_bad_file_is_one_line_naming_the_file(tiny_index, tmp_path, monkeypatch, text, message):
     path = write(tmp_path / "bad.toml", text)
