@@ -57,7 +57,10 @@ def main() -> int:
     parser.add_argument("--out", default="docs/training.md")
     parser.add_argument("--distill-epochs", type=float, default=1.0)
     parser.add_argument("--train-epochs", type=float, default=1.0)
+    parser.add_argument("--query-tune-epochs", type=float, default=3.0)
     parser.add_argument("--only", nargs="*", help="run only these rows (by key)")
+    parser.add_argument("--no-l3prune", dest="l3prune", action="store_false",
+                        help="skip L3 Prune's per-layer loss table")
     args = parser.parse_args()
     work = Path(args.work)
     data = work / "data"
@@ -108,11 +111,25 @@ def main() -> int:
                      "--out", str(out), "--force", "--quiet")
         return out, runtime(out / "ff_distillation.json")
 
+    def query_tuned() -> tuple[Path, float]:
+        start, seconds = query_encoder()
+        out = work / "minilm-4-query-tuned"
+        if not (out / "modules.json").exists():
+            if not (work / "negatives-8.jsonl").exists():
+                ff_train("mine", "--index", args.index, "--queries", str(data), "--split", "train", "--depth", "30",
+                         "--negatives", "8", "--out", str(work / "negatives-8.jsonl"), "--quiet")
+            ff_train("query-tune", "--data", str(work / "negatives-8.jsonl"), "--index", str(work / "index-ft"),
+                     "--model", str(start), "--negatives", "8", "--epochs", str(args.query_tune_epochs),
+                     "--lr", "5e-5", "--out", str(out), "--force", "--quiet")
+        return out, seconds + runtime(out / "ff_query_tuning.json")
+
     rows = {
         "original": ("all-MiniLM-L6-v2, 6 layers, as shipped", lambda: ("default", 0.0)),
         "teacher": ("6 layers fine-tuned on BM25 hard negatives", teacher),
         "query": ("4-layer query encoder distilled from the fine-tuned 6 layers (documents: fine-tuned 6 layers)",
                   query_encoder),
+        "query-tuned": ("the `query` encoder + `ff-train query-tune` against the fine-tuned 6 layers' document "
+                        "vectors", query_tuned),
         "pruned": ("4 layers, untrained", lambda: (work / "minilm-4", 0.0)),
         "contrastive": ("4 layers + contrastive (hard negatives)",
                         lambda: trained("minilm-4-contrastive", work / "minilm-4")),
@@ -125,6 +142,10 @@ def main() -> int:
                 lambda: trained("minilm-4-dro", distilled()[0], "--distill-from", "default", "--dro", "group")),
     }
     prepare()
+    l3 = work / "minilm-l3prune"
+    if args.l3prune and not (l3 / "ff_pruning.json").exists():
+        ff_train("prune", "--l3prune", "small", "--data", str(data), "--split", "train", "--plot",
+                 str(REPO / "docs" / "l3prune-minilm.png"), "--out", str(l3), "--force", "--quiet")
     for key, (label, build) in rows.items():
         if args.only and key not in args.only:
             continue
@@ -132,7 +153,7 @@ def main() -> int:
         if report_file.exists():
             continue
         model, seconds = build()
-        asymmetric = key in ("teacher", "query")  # documents: the fine-tuned 6-layer index
+        asymmetric = key in ("teacher", "query", "query-tuned")  # documents: the fine-tuned 6-layer index
         report = earlier_report(work, str(model), asymmetric)  # e.g. from make train-demo
         if report is None:
             index = ["--index", str(work / "index-ft"), "--queries-only"] if asymmetric else ["--index", args.index]
@@ -143,12 +164,12 @@ def main() -> int:
             Path(str(report_file) + ".tmp").unlink()
         report.update(label=label, train_seconds=round(seconds, 1))
         report_file.write_text(json.dumps(report, indent=2) + "\n")
-    Path(args.out).write_text(render(rows, reports, args), encoding="utf-8")
+    Path(args.out).write_text(render(rows, reports, args, l3 / "ff_pruning.json"), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 
 
-def render(rows: dict, reports: Path, args: argparse.Namespace) -> str:
+def render(rows: dict, reports: Path, args: argparse.Namespace, l3_record: Path) -> str:
     """The Markdown page."""
     lines = [
         "# Training pruned encoders: ablation on SciFact",
@@ -170,7 +191,9 @@ def render(rows: dict, reports: Path, args: argparse.Namespace) -> str:
         f"Settings: contrastive training {args.train_epochs:g} epoch(s) over the mined triples (batch 32, lr 2e-5); "
         f"distillation {args.distill_epochs:g} epoch(s), for the symmetric rows over the corpus and the training "
         "queries (batch 32, lr 1e-4), for the query encoder over query-like texts (titles and first sentences "
-        "of the documents, and the training queries; batch 64, lr 2e-4).",
+        "of the documents, and the training queries; batch 64, lr 2e-4); query-tune "
+        f"{args.query_tune_epochs:g} epoch(s) over the training queries with up to 8 BM25 hard negatives each, "
+        "against the stored document vectors (batch 32, lr 5e-5).",
         "",
         "| row | model | dense nDCG@10 | FF nDCG@10 | alpha (dev) | FF R@1000 | worst group (FF) | encode ms | "
         "train s |",
@@ -189,14 +212,36 @@ def render(rows: dict, reports: Path, args: argparse.Namespace) -> str:
                      f"{r['alpha']['alpha']:.2f} {r['alpha']['normalization']} | {ff['R@1000']:.4f} | "
                      f"{worst} {worst_value:.4f} | {r['encode_latency']['median_ms']:.2f} | "
                      f"{r['train_seconds']:.0f} |")
-    lines += ["", "Rows `teacher` and `query` use an index whose documents the fine-tuned 6-layer model encoded; in "
-              "`query` the 4-layer student encodes only the queries (`ff-index query-encoder`), which is where "
+    lines += ["", "Rows `teacher`, `query` and `query-tuned` use an index whose documents the fine-tuned 6-layer model "
+              "encoded; in `query` and `query-tuned` the 4-layer student encodes only the queries (`ff-index query-encoder`), which is where "
               "Fast-Forward pays for encoding at query time. The other rows encode documents and queries with "
               "the same model."]
     lines += ["", "BM25 alone on the same queries: "
               + next((f"nDCG@10 {json.loads(p.read_text())['scores']['bm25']['nDCG@10']:.4f}"
                       for p in sorted(reports.glob('*.json'))), "not run yet") + ".", ""]
+    lines += render_l3prune(l3_record)
     return "\n".join(lines)
+
+
+def render_l3prune(record_file: Path) -> list[str]:
+    """L3 Prune's per-layer loss table for all-MiniLM-L6-v2 (from ``ff-train prune --l3prune``'s record)."""
+    lines = ["## L3 Prune on all-MiniLM-L6-v2", ""]
+    if not record_file.exists():
+        return lines + ["Not run yet.", ""]
+    result = json.loads(record_file.read_text())["l3prune"]
+    lines += [
+        f"`ff-train prune --l3prune small --data <train split> --plot docs/l3prune-minilm.png`: the untrained "
+        f"model's InfoNCE loss (in-batch negatives) at every layer's output, on {result['batches']} sampled batches "
+        f"of {result['batch_size']} (query, relevant document) pairs of the train split. `small` is the "
+        "lowest-loss layer in the first half, `large` in the second half.",
+        "",
+        "| layers kept | loss | L3 Prune |",
+        "|---|---|---|",
+    ]
+    for layer, loss in enumerate(result["losses"], start=1):
+        mark = {result["small"]: "small", result["large"]: "large"}.get(layer, "")
+        lines.append(f"| {layer} | {loss:.4f} | {mark} |")
+    return lines + ["", "![loss per layer](l3prune-minilm.png)", ""]
 
 
 if __name__ == "__main__":

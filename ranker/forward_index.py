@@ -11,7 +11,10 @@ Directory layout (``<index>/vectors/``)::
     sorted_pos.npy    (docs,) int64: storage position of sorted_ids[j]
 
 Opening maps the arrays without reading them; looking up 1,000 IDs is one
-vectorised binary search (no per-ID Python dict is ever built).
+vectorised binary search (no per-ID Python dict is ever built). From
+``HASH_MIN_DOCS`` documents on, the first look-up hashes every ID once
+(:mod:`ranker.id_table`, 12 bytes per document) and later searches run over
+64-bit hashes instead of byte strings.
 
 ``manifest["quantization"]`` names the kind (:mod:`ranker.quantization`):
 ``float32``/``float16`` store vectors; ``int8`` stores (rows, dim) uint8 codes
@@ -28,6 +31,7 @@ forward indexes (shards) that :meth:`ForwardIndex.open` opens as one
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +56,7 @@ ARRAYS = ("vectors", "doc_ids", "doc_offsets", "sorted_ids", "sorted_pos")
 MODES = ("maxp", "firstp", "avep", "passage")
 DTYPES = ("float32", "float16")
 PASSAGE_SEP = "#"
+HASH_MIN_DOCS = 50_000  # from this many documents on, IDs are found by hash (ranker.id_table)
 
 
 def encode_ids(ids: Sequence[str]) -> np.ndarray:
@@ -111,6 +116,8 @@ class ForwardIndex:
         self.doc_offsets = arrays["doc_offsets"]
         self._sorted_ids = arrays["sorted_ids"]
         self._sorted_pos = arrays["sorted_pos"]
+        self._id_table: Any = None  # ranker.id_table.IdHashTable, built on the first look-up of a large index
+        self._id_table_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path, verify: bool = False) -> ForwardIndex:
@@ -176,13 +183,27 @@ class ForwardIndex:
             nothing = np.zeros(n, dtype=np.int64)
             return Lookup(np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), nothing, nothing.copy())
         keys, fits = self._keys(docnos)
-        at = np.minimum(np.searchsorted(self._sorted_ids, keys), self.num_docs - 1)
-        found = fits & (self._sorted_ids[at] == keys)
+        found, at = self._find(keys)
+        found &= fits
         doc = np.where(found, self._sorted_pos[at], -1).astype(np.int64)
         safe = np.maximum(doc, 0)
         start = np.where(found, self.doc_offsets[safe], 0).astype(np.int64)
         count = np.where(found, self.doc_offsets[safe + 1] - self.doc_offsets[safe], 0).astype(np.int64)
         return Lookup(found, doc, start, count)
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, at)``: where each key is in ``sorted_ids``. Large indexes search a hash table of the
+        IDs (:mod:`ranker.id_table`, built on first use), small ones the sorted byte strings."""
+        if self.num_docs < HASH_MIN_DOCS:
+            at = np.minimum(np.searchsorted(self._sorted_ids, keys), self.num_docs - 1)
+            return self._sorted_ids[at] == keys, at
+        if self._id_table is None:
+            with self._id_table_lock:
+                if self._id_table is None:
+                    from ranker.id_table import IdHashTable
+
+                    self._id_table = IdHashTable(self._sorted_ids)
+        return self._id_table.find(keys)
 
     def _keys(self, docnos: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """IDs as search keys of the stored width, and a mask of those that can match at all.

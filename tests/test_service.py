@@ -118,6 +118,7 @@ def test_hybrid_is_fast_forward_rank_with_dense_k(ff_index, app, dense_k, normal
     """The API's hybrid hits are ``FastForward.rank(..., dense_k=DENSE_K)``'s fused ranking, query by query."""
     client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "DENSE_K": dense_k,
                          "NORMALIZATION": normalization}).test_client()
+    app.extensions["ff"].load()  # also when this test runs first
     ff = app.extensions["ff"].get("tiny").ff
     for q in HYBRID_QUERIES:
         body = search(client, q=q, mode="hybrid", alpha=alpha, k=100)
