@@ -177,3 +177,36 @@ def test_save_refuses_to_clobber(tmp_path, minilm_pruned):
     save_model(model, out, force=True, extra={"x.json": {"a": 1}})  # a model directory may be replaced
     assert json.loads((out / "x.json").read_text()) == {"a": 1}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial leftovers
+
+
+def make_decoder_tokenizer():
+    """A word-level fast tokenizer that, like Llama's, adds BOS but not EOS (built offline)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<pad>", *sorted({w for t in TEXTS for w in t.lower().replace(".", "").split()})]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def test_last_token_pooling_appends_eos_and_the_saved_model_keeps_it(tmp_path):
+    from training.models import save_model
+    from training.pruning import prune_layers
+
+    tokenizer = make_decoder_tokenizer()
+    assert tokenizer("bm25")["input_ids"] == [1, tokenizer.convert_tokens_to_ids("bm25")]  # BOS, no EOS
+    source = make_tiny_decoder(tmp_path / "llama", "llama", layers=3, vocab_size=len(tokenizer),
+                               pad_token_id=3, bos_token_id=1, eos_token_id=2)
+    tokenizer.save_pretrained(source)  # replaces MiniLM's tokenizer
+    model = prune_layers(source, 2, pooling="lasttoken", device="cpu")
+    ids = model.tokenizer("bm25")["input_ids"]
+    assert ids[0] == 1 and ids[-1] == 2 and len(ids) == 3  # <s> bm25 </s>
+    out = save_model(model, tmp_path / "pruned")
+    again = reload(out)
+    assert again.tokenizer("bm25")["input_ids"] == ids
+    np.testing.assert_allclose(model.encode(TEXTS), again.encode(TEXTS), atol=1e-6)
+    mean = prune_layers(source, 2, pooling="mean", device="cpu")  # other poolings leave the tokenizer alone
+    assert mean.tokenizer("bm25")["input_ids"][-1] != 2

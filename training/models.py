@@ -85,13 +85,17 @@ def final_norm(hf_model: nn.Module) -> nn.Module | None:
 
 
 def set_pooling(model: SentenceTransformer, mode: str) -> None:
-    """Replace (or add) the Pooling module after the Transformer with ``mode`` pooling."""
+    """Replace (or add) the Pooling module after the Transformer with ``mode`` pooling (``lasttoken``
+    also makes the tokenizer append EOS: :func:`append_eos`)."""
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     if mode not in POOLING_MODES:
         raise InputError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {mode!r}")
     dim = transformer_module(model).get_embedding_dimension()
     pooling = Pooling(dim, pooling_mode=mode)
+    if mode == "lasttoken" and model.tokenizer is not None:
+        # the last token is then EOS, not the text's last word
+        append_eos(model.tokenizer, base_model(model).get_input_embeddings().num_embeddings)
     names = list(model._modules)
     for name in names:
         if isinstance(model._modules[name], Pooling):
@@ -102,6 +106,49 @@ def set_pooling(model: SentenceTransformer, mode: str) -> None:
     model._modules.clear()
     for index, module in enumerate([modules[0], pooling, *modules[1:]]):
         model._modules[str(index)] = module
+
+
+def append_eos(tokenizer: Any, vocab_size: int | None = None) -> bool:
+    """Make ``tokenizer`` end every text with its EOS token, as last-token pooling expects (the EOS
+    state summarises the text); returns whether texts now end with EOS.
+
+    Decoder tokenizers (Llama, Mistral) usually add only BOS. Tokenizers with an ``add_eos_token``
+    switch get it turned on (BOS kept as it was); other fast tokenizers get a post-processor
+    template (``[BOS] $A EOS``), which is saved in ``tokenizer.json`` with the model. An EOS token
+    outside the model's embeddings (``vocab_size``) is never added.
+    """
+    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    if eos is None or eos_id is None or (vocab_size is not None and eos_id >= vocab_size):
+        return False
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+
+    def ends_with_eos() -> bool:
+        ids = tokenizer("a")["input_ids"]
+        return len(ids) > 0 and ids[-1] == eos_id
+
+    def starts_with_bos() -> bool:
+        ids = tokenizer("a")["input_ids"]
+        return bos_id is not None and len(ids) > 0 and ids[0] == bos_id
+
+    if ends_with_eos():
+        return True
+    had_bos = starts_with_bos()
+    if hasattr(tokenizer, "add_eos_token") and hasattr(tokenizer, "update_post_processor"):
+        tokenizer.add_eos_token = True
+        tokenizer.add_bos_token = had_bos
+        tokenizer.update_post_processor()
+        if ends_with_eos() and starts_with_bos() == had_bos:
+            return True
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        return False
+    from tokenizers.processors import TemplateProcessing
+
+    prefix = f"{bos} " if had_bos else ""
+    backend.post_processor = TemplateProcessing(
+        single=f"{prefix}$A {eos}", pair=f"{prefix}$A {eos} $B:1 {eos}:1",
+        special_tokens=[(eos, eos_id), *([(bos, bos_id)] if had_bos else [])])
+    return ends_with_eos()
 
 
 def pooling_mode(model: SentenceTransformer) -> str | None:
