@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="ff-serve --threads (default: 4)")
     parser.add_argument("--torch-threads", type=int,
                         help="ff-serve --torch-threads: torch threads per worker (default: ff-serve's, CPUs / workers)")
+    parser.add_argument("--query-runtime", choices=["onnx", "torch"], default="onnx",
+                        help="ff-serve --query-runtime of the server under test (default: onnx)")
+    parser.add_argument("--baseline-runtime", choices=["torch", "onnx", "none"], default="torch",
+                        help="a second server with this --query-runtime, compared side by side at concurrency 1 "
+                             "on train-split queries before the main run (default: torch; none: skip)")
     parser.add_argument("--candidates", type=int, default=1000,
                         help="ff-serve --candidates: BM25 candidates re-ranked (default: 1000)")
     parser.add_argument("--k", type=int, default=10)
@@ -199,14 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     queries = read_queries(args.queries, split=args.split)["query"].tolist()
     load_before = os.getloadavg()[0]
     print(f"{len(queries)} queries ({args.queries}, {args.split}); starting ff-serve on 127.0.0.1 ...", flush=True)
+    server_args = ["--candidates", str(args.candidates),
+                   *(["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])]
     server = LocalServer({args.index.name: args.index}, workers=args.workers, threads=args.threads,
-                         args=["--candidates", str(args.candidates),
-                               *(["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])],
-                         ready_timeout=600, cwd=REPO)
+                         args=[*server_args, "--query-runtime", args.query_runtime], ready_timeout=600, cwd=REPO)
+    side_by_side = None
     with server:
-        client = Client(server.port, queries, args.k, args.mode)
         warm = Client(server.port, [f"warm up request {i}" for i in range(40)], args.k, args.mode)
         warm.run(min(4, args.workers * args.threads), 40, 60)  # not test queries: their vectors stay uncached
+        if args.baseline_runtime != "none" and args.mode != "bm25":
+            side_by_side = compare_runtimes(args, server, server_args)
+        client = Client(server.port, queries, args.k, args.mode)
         memory = {"ready": worker_memory(server)}
         pids = list(memory["ready"])
         levels = []
@@ -226,12 +234,41 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: the workers changed during the test ({pids} -> {server.worker_pids()})", flush=True)
     lost = [line for line in server.log.splitlines() if "[ERROR]" in line or "[CRITICAL]" in line]
 
-    report = render(args, argv, levels, memory, pids, soak, lost, len(queries), load_before)
+    report = render(args, argv, levels, memory, pids, soak, lost, len(queries), load_before, side_by_side)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print(report)
     print(f"wrote {args.out}")
-    return 1 if lost or any(level.errors for level in levels) or (soak and soak.errors) else 0
+    failed = any(level.errors for level in [*levels, *(side_by_side or ())]) or (soak and soak.errors)
+    return 1 if lost or failed else 0
+
+
+def compare_runtimes(args: argparse.Namespace, server: LocalServer, server_args: list[str],
+                     rounds: int = 3, per_round: int = 100) -> tuple[Level, Level]:
+    """Concurrency 1 on ``server`` and on a second server with ``--query-runtime args.baseline_runtime``,
+    in alternating rounds over the same train-split queries (unseen by either query cache)."""
+    texts = read_queries(args.queries, split="train")["query"].tolist()
+    baseline = LocalServer({args.index.name: args.index}, workers=args.workers, threads=args.threads,
+                           args=[*server_args, "--query-runtime", args.baseline_runtime], ready_timeout=600,
+                           cwd=REPO)
+    totals = (Level(1, rounds * per_round), Level(1, rounds * per_round))
+    with baseline:
+        Client(baseline.port, [f"warm up request {i}" for i in range(40)], args.k, args.mode).run(
+            min(4, args.workers * args.threads), 40, 60)
+        clients = (Client(server.port, texts, args.k, args.mode), Client(baseline.port, texts, args.k, args.mode))
+        for r in range(rounds):
+            for client, total in zip(clients, totals):
+                level = client.run(1, per_round, args.time_cap, offset=r * per_round)
+                total.latencies_ms.extend(level.latencies_ms)
+                total.server_ms.extend(level.server_ms)
+                for stage, values in level.stages.items():
+                    total.stages.setdefault(stage, []).extend(values)
+                total.seconds += level.seconds
+                total.encoded += level.encoded
+                total.errors += level.errors
+    print(f"side by side at c = 1: {args.query_runtime} p50 {totals[0].percentile(50):.1f} ms, "
+          f"{args.baseline_runtime} p50 {totals[1].percentile(50):.1f} ms", flush=True)
+    return totals
 
 
 def run_soak(client: Client, server: LocalServer, n: int, time_cap: float) -> tuple[Level, list[tuple[str, dict]]]:
@@ -260,7 +297,8 @@ def run_soak(client: Client, server: LocalServer, n: int, time_cap: float) -> tu
 
 
 def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | None]], pids: list[int],
-           soak: Level | None, lost: list[str], n_queries: int, load_before: float) -> str:
+           soak: Level | None, lost: list[str], n_queries: int, load_before: float,
+           side_by_side: tuple[Level, Level] | None = None) -> str:
     command = "benchmarks/load_test.py" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:]))
     lines = [
         "# Load test of ff-serve",
@@ -269,7 +307,7 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
         "",
         f"`ff-serve --index {args.index.name}={args.index} --workers {args.workers} --threads {args.threads} "
         f"--candidates {args.candidates}"
-        f"{f' --torch-threads {args.torch_threads}' if args.torch_threads else ''}` "
+        f"{f' --torch-threads {args.torch_threads}' if args.torch_threads else ''} --query-runtime {args.query_runtime}` "
         f"on 127.0.0.1; `GET /v1/search?q=...&k={args.k}&mode={args.mode}` cycling over the {n_queries} "
         f"SciFact {args.split} queries, at most {args.requests} requests (and {args.time_cap:.0f} s) per "
         "concurrency, one keep-alive connection per client thread. Latency is the client's (send to last "
@@ -294,6 +332,22 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
                 values = [v for v in values if v >= CACHED_ENCODE_MS]
             cells.append(f"{np.median(values):.1f}" if values else "–")
         lines.append(f"| {level.concurrency} | " + " | ".join(cells) + " |")
+    if side_by_side is not None:
+        main, base = side_by_side
+
+        def encode_ms(level: Level) -> float:
+            values = [v for v in level.stages.get("encode", []) if v >= CACHED_ENCODE_MS]
+            return float(np.median(values)) if values else float("nan")
+
+        lines += ["", f"Side by side in this run, before the table above: the same server and a second one with "
+                      f"`--query-runtime {args.baseline_runtime}`, concurrency 1, three alternating rounds of 100 "
+                      "train-split queries (the same queries for both, unseen by either query cache):", "",
+                  "| query runtime | requests | p50 (ms) | p95 (ms) | encode p50 (ms) | errors |", "|---|---|---|---|---|---|",
+                  *(f"| {name} | {level.done} | {level.percentile(50):.1f} | {level.percentile(95):.1f} | "
+                    f"{encode_ms(level):.1f} | {level.errors} |"
+                    for name, level in ((args.query_runtime, main), (args.baseline_runtime, base))),
+                  "", f"p50 ratio {args.query_runtime} / {args.baseline_runtime}: "
+                      f"{main.percentile(50) / base.percentile(50):.2f}×."]
     if soak is not None:
         lines += ["", f"Soak: {soak.done} requests at concurrency 8 in {soak.seconds:.0f} s: "
                       f"{soak.done / soak.seconds:.1f} req/s, p50 {soak.percentile(50):.1f} ms, "
