@@ -53,11 +53,20 @@ bench: venv
 	$(BIN)/python benchmarks/efficiency.py --data $(DATA) --index $(WORK)/$(NAME)
 
 # Quantised (float16, int8, PQ, OPQ) and coalesced indexes: docs/quantization.md
+# docs/quantization.md (SciFact) and docs/quantization-cranfield.md.
+CRANFIELD ?= $(dir $(DATA))cranfield
 bench-quantization: venv
 	test -f $(WORK)/$(NAME)-passages/manifest.json || $(BIN)/ff-index build --corpus $(DATA) \
 		--index $(WORK)/$(NAME)-passages --passage-words 100 --stride 50 --force
 	$(BIN)/python benchmarks/quantization.py --data $(DATA) --index $(WORK)/$(NAME) --work $(WORK)/quantized \
 		--opq --passage-index $(WORK)/$(NAME)-passages --deltas 0.1 0.2 0.3 --out docs/quantization.md
+	test -f $(WORK)/cranfield/vectors/manifest.json || $(BIN)/ff-index build --corpus $(CRANFIELD) \
+		--index $(WORK)/cranfield --force
+	test -f $(WORK)/cranfield-passages/manifest.json || $(BIN)/ff-index build --corpus $(CRANFIELD) \
+		--index $(WORK)/cranfield-passages --passage-words 100 --stride 50 --force
+	$(BIN)/python benchmarks/quantization.py --data $(CRANFIELD) --index $(WORK)/cranfield \
+		--work $(WORK)/quantized-cranfield --opq --passage-index $(WORK)/cranfield-passages --deltas 0.1 0.2 0.3 \
+		--out docs/quantization-cranfield.md
 
 # ff-serve under load on the SciFact index (loopback only, bounded): docs/load.md
 bench-load: venv
