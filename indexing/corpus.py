@@ -21,7 +21,7 @@ from typing import Any
 
 from ranker import irds
 from ranker.errors import InputError
-from ranker.textio import Source, is_literal, numbered_lines, sha256_file, source_name
+from ranker.textio import Source, is_literal, json_object, numbered_lines, sha256_file, source_name
 
 BEIR_CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
 IRDS_TEXT_FIELDS = ("text", "body", "contents")  # the first one a document has is its text
@@ -176,12 +176,7 @@ def _irds_document(source: str, number: int, record: Any) -> Document:
 
 
 def _parse_json(name: str, line_no: int, line: str) -> Document:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{name}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(record, dict):
-        raise InputError(f"{name}:{line_no}: expected a JSON object, found {type(record).__name__}")
+    record = json_object(name, line_no, line)
     if "_id" in record or "id" not in record:
         id_field, text_field = "_id", "text"
     else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ranker.errors import InputError
 
@@ -55,6 +56,17 @@ def numbered_lines(source: Source) -> Iterator[tuple[int, str]]:
                 yield line_no, line.rstrip("\r\n")
         except (OSError, EOFError) as err:
             raise InputError(f"{name}:{line_no + 1}: cannot read ({err})") from None
+
+
+def json_object(name: str, line_no: int, line: str) -> dict[str, Any]:
+    """One JSONL line as a dict; a one-line :class:`InputError` naming ``name:line_no`` otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{name}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{name}:{line_no}: expected a JSON object, found {type(record).__name__}")
+    return record
 
 
 def sha256_file(path: Path) -> str:

@@ -9,14 +9,13 @@ queries or qrels; its ID names the split (``irds:beir/scifact/test``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ranker import irds
 from ranker.errors import InputError
-from ranker.textio import Source, is_literal, numbered_lines, source_name
+from ranker.textio import Source, is_literal, json_object, numbered_lines, source_name
 from ranker.trec import read_qrels
 
 
@@ -83,12 +82,7 @@ def _read_queries_file(source: Source) -> pd.DataFrame:
 
 
 def _parse_jsonl_query(name: str, line_no: int, line: str) -> tuple[str, str]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{name}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(record, dict):
-        raise InputError(f"{name}:{line_no}: expected a JSON object")
+    record = json_object(name, line_no, line)
     id_field = "_id" if "_id" in record or "qid" not in record else "qid"
     text_field = "text" if id_field == "_id" or "query" not in record else "query"
     for field in (id_field, text_field):

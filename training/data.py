@@ -12,13 +12,12 @@ Sources:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ranker.errors import InputError
-from ranker.textio import numbered_lines, source_name
+from ranker.textio import json_object, numbered_lines, source_name
 
 TEXT_FIELDS = ("query", "positive", "negative")
 
@@ -72,12 +71,7 @@ def _read_jsonl(path: Path, group_key: str) -> pd.DataFrame:
     for line_no, line in numbered_lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{name}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{name}:{line_no}: expected a JSON object")
+        record = json_object(name, line_no, line)
         row = {}
         for field, key in (("query", "query"), ("positive", "positive"), ("negative", "negative"),
                            ("group", group_key)):

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,18 +128,14 @@ def query_like(contents: str, sentences: int = 3) -> list[str]:
 
 
 def _jsonl_texts(path: Path) -> list[str]:
-    from ranker.textio import numbered_lines, source_name
+    from ranker.textio import json_object, numbered_lines, source_name
 
     texts = []
     for line_no, line in numbered_lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{source_name(path)}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") \
-                from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        record = json_object(source_name(path), line_no, line)
+        if not isinstance(record.get("text"), str):
             raise InputError(f"{source_name(path)}:{line_no}: expected an object with a string field 'text'")
         texts.append(record["text"])
     return texts
@@ -187,7 +180,7 @@ def distill(config: DistillConfig) -> dict[str, Any]:
 
     from indexing.encoding import embedding_dimension, encoder_fingerprint, resolve_encoder
     from training.models import check_out, load_model, save_model
-    from training.train import make_trainer_args, versions
+    from training.train import versions
 
     config.validate()
     check_out(config.out, config.force)
@@ -215,19 +208,9 @@ def distill(config: DistillConfig) -> dict[str, Any]:
     dataset = Dataset.from_dict({"text": texts, "label": vectors.tolist()})
     loss = EmbedDistillLoss(student, distance_metric=config.distance)
 
-    from training.trainer import FFTrainer
+    from training.trainer import train_once
 
-    scratch = tempfile.mkdtemp(prefix="ff-distill-")
-    try:
-        args = make_trainer_args(Path(scratch), batch_size=config.batch_size, learning_rate=config.learning_rate,
-                                 warmup=config.warmup, weight_decay=config.weight_decay, epochs=config.epochs,
-                                 max_steps=config.max_steps, seed=config.seed, device=config.device,
-                                 logging_steps=config.logging_steps, progress=config.progress)
-        sam = None if config.optimizer == "adamw" else {"rho": config.rho, "adaptive": config.optimizer == "asam"}
-        trainer = FFTrainer(model=student, args=args, train_dataset=dataset, loss=loss, sam=sam)
-        result = trainer.train()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    trainer, result = train_once(student, dataset, loss, config, prefix="ff-distill-")
     summary = {
         "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},
         "teacher": str(teacher_dir),

@@ -19,9 +19,6 @@ as a query encoder for that index.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,7 +86,7 @@ class QueryExample:
 
 def read_query_examples(path: str | Path, negatives: int) -> list[QueryExample]:
     """``ff-train mine``'s rows grouped by (query, pos_id), keeping the first ``negatives`` ``neg_id``s."""
-    from ranker.textio import numbered_lines, source_name
+    from ranker.textio import json_object, numbered_lines, source_name
 
     path = Path(path)
     if not path.is_file():
@@ -99,12 +96,7 @@ def read_query_examples(path: str | Path, negatives: int) -> list[QueryExample]:
     for line_no, line in numbered_lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{name}:{line_no}: malformed JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{name}:{line_no}: expected a JSON object")
+        record = json_object(name, line_no, line)
         for key in ("query", "pos_id"):
             value = record.get(key)
             if not isinstance(value, str) or not value.strip():
@@ -204,8 +196,8 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
     from indexing.encoding import embedding_dimension, encode_texts, encoder_fingerprint, resolve_encoder
     from ranker.forward_index import ForwardIndex
     from training.models import check_out, load_model, save_model
-    from training.train import make_trainer_args, versions
-    from training.trainer import FFTrainer
+    from training.train import versions
+    from training.trainer import train_once
 
     config.validate()
     check_out(config.out, config.force)
@@ -236,17 +228,7 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
                                 normalize=manifest["similarity"] == "cosine", teacher=teacher,
                                 distill_weight=config.distill_weight)
     dataset = Dataset.from_dict({"query": queries, "label": list(range(len(queries)))})
-    scratch = tempfile.mkdtemp(prefix="ff-query-tune-")
-    try:
-        args = make_trainer_args(Path(scratch), batch_size=config.batch_size, learning_rate=config.learning_rate,
-                                 warmup=config.warmup, weight_decay=config.weight_decay, epochs=config.epochs,
-                                 max_steps=config.max_steps, seed=config.seed, device=config.device,
-                                 logging_steps=config.logging_steps, progress=config.progress)
-        sam = None if config.optimizer == "adamw" else {"rho": config.rho, "adaptive": config.optimizer == "asam"}
-        trainer = FFTrainer(model=student, args=args, train_dataset=dataset, loss=loss, sam=sam)
-        result = trainer.train()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    trainer, result = train_once(student, dataset, loss, config, prefix="ff-query-tune-")
     summary = {
         "config": dataclasses.asdict(config),
         "index_encoder": str(index_encoder),

@@ -62,6 +62,32 @@ class FFTrainer(SentenceTransformerTrainer):
         super().log(logs, *args, **kwargs)
 
 
+def train_once(model: Any, dataset: Any, loss: Any, settings: Any, prefix: str) -> tuple[FFTrainer, Any]:
+    """Train ``model`` on ``dataset`` with ``loss``, its checkpoints in a scratch directory removed afterwards.
+
+    ``settings`` is a run config (``ff-train distill``'s or ``query-tune``'s) with batch_size,
+    learning_rate, warmup, weight_decay, epochs, max_steps, seed, device, logging_steps, progress,
+    optimizer (adamw, sam or asam) and rho. Returns the trainer and ``trainer.train()``'s result.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from training.train import make_trainer_args
+
+    scratch = tempfile.mkdtemp(prefix=prefix)
+    try:
+        args = make_trainer_args(Path(scratch), batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                                 warmup=settings.warmup, weight_decay=settings.weight_decay, epochs=settings.epochs,
+                                 max_steps=settings.max_steps, seed=settings.seed, device=settings.device,
+                                 logging_steps=settings.logging_steps, progress=settings.progress)
+        sam = None if settings.optimizer == "adamw" else {"rho": settings.rho, "adaptive": settings.optimizer == "asam"}
+        trainer = FFTrainer(model=model, args=args, train_dataset=dataset, loss=loss, sam=sam)
+        return trainer, trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def unwrap_optimizer(optimizer: Any) -> Any:
     """The optimizer inside accelerate's wrapper(s)."""
     for _ in range(5):
