@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexing.build import build_index
@@ -132,6 +133,18 @@ def test_fast_bm25_path_ranks_like_simple_searcher(tiny_index, tmp_path):
     a, b = fast.search(queries, k=10).df, slow.search(queries, k=10).df
     assert a[["qid", "docno", "rank"]].equals(b[["qid", "docno", "rank"]])
     assert (a["score"] - b["score"]).abs().max() <= 1.0001e-4
+
+
+def test_fast_bm25_hits_cross_from_java_exactly(tiny_index, tmp_path):
+    """The hits come back as Jackson's JSON: every Lucene doc number and float32 score as Lucene holds it."""
+    fast = BM25Searcher(tiny_index)._fast
+    for text in read_queries(write_beir(tmp_path / "q"), split="test")["query"]:
+        query = fast._generator.buildQuery("contents", fast._analyzer, text)
+        proxies = fast._searcher.search(query, 20).scoreDocs  # one pyjnius proxy per hit: the slow way
+        docs, scores = fast.hits(text, 20)
+        assert len(proxies) > 0 and docs.dtype == "int64" and scores.dtype == "float32"
+        assert docs.tolist() == [h.doc for h in proxies]
+        assert scores.tobytes() == np.array([h.score for h in proxies], dtype=np.float32).tobytes()
 
 
 def test_search_one_equals_search(tiny_index, tmp_path):
