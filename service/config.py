@@ -47,7 +47,6 @@ DEFAULTS: dict[str, Any] = {
     "ALPHA": 0.35,               # weight of the BM25 score in ff and hybrid modes
     "NORMALIZATION": "minmax",   # per-query score normalisation before interpolation (none|minmax|zscore)
     "SNIPPET_CHARS": 200,
-    "SEARCH_THREADS": 1,         # Lucene threads per request (requests already run in parallel)
     "TORCH_THREADS": None,       # threads per worker for query encoding (torch or ONNX Runtime); None: torch's default
     "QUERY_RUNTIME": "onnx",     # onnx: the query encoder on ONNX Runtime (PyTorch if its export fails); torch
     "TIME_BUDGET_MS": 2000,      # a search still running after this many ms is a 503; 0: no budget
@@ -183,7 +182,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     from ranker.fusion import NORMALIZATIONS
 
     for key in ("CANDIDATES", "DENSE_K", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH", "SNIPPET_CHARS",
-                "SEARCH_THREADS", "MAX_CONTENT_LENGTH"):
+                "MAX_CONTENT_LENGTH"):
         if not _positive_int(config[key]):
             raise _bad(key, f"{key} must be a positive integer, got {config[key]!r}")
     if not _positive_int(config["DEFAULT_K"]) or config["DEFAULT_K"] > config["MAX_K"]:

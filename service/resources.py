@@ -17,13 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service.config import check_index
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ranker.fast_forward import FastForward
     from ranker.sparse import BM25Searcher
 
@@ -31,6 +29,16 @@ log = logging.getLogger(__name__)
 
 _OPEN_LOCK = threading.Lock()
 _OPENED: dict[tuple[str, str, bool, str, int], IndexHandle] = {}
+
+
+class Hit(NamedTuple):
+    """One ranked document; a score component is ``None`` where the mode has none (nan: no vector)."""
+
+    docno: str
+    rank: int
+    score: float
+    score_sparse: float | None
+    score_dense: float | None
 
 
 @dataclass
@@ -51,46 +59,50 @@ class IndexHandle:
         """Whether the index has a forward index (ff, dense and hybrid modes)."""
         return self.ff is not None
 
-    def search(self, queries: pd.DataFrame, k: int, mode: str, alpha: float, normalization: str,
-               candidates: int, threads: int, dense_k: int = 0,
-               checkpoint: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-        """Top ``k`` per query as a DataFrame (``qid, docno, score, rank, score_sparse, score_dense``)
-        and the seconds each stage took (summed over the queries). Arguments are assumed valid (checked
-        at the door).
+    def search(self, queries: list[tuple[str, str]], k: int, mode: str, alpha: float, normalization: str,
+               candidates: int, dense_k: int = 0, checkpoint: Callable[[str], None] | None = None,
+               ) -> tuple[dict[str, list[Hit]], dict[str, float]]:
+        """Top ``k`` per query (``(qid, text)`` pairs) as ``{qid: [Hit, ...]}`` in rank order, and the
+        seconds each stage took (summed over the queries). Arguments are assumed valid (checked at the door).
 
         ``checkpoint(stage)`` runs after each stage of each query, so that it can stop a search that
         takes too long (it raises); the exact dense search (dense and hybrid modes) runs once for the
         whole batch, one pass over the vectors. In ``hybrid`` mode each query's top ``dense_k``
         documents by exact dense search join BM25's ``candidates``; those BM25 did not return get a
-        BM25 score of 0, as in ``FastForward.rank(..., dense_k=...)``.
+        BM25 score of 0, as in ``FastForward.rank(..., dense_k=...)``. One query at a time builds no
+        DataFrame: at ten hits, pandas would cost as much as the re-ranking.
         """
         import numpy as np
-        import pandas as pd
 
         stages = _Stages(checkpoint)
-        qids, texts = queries["qid"].tolist(), queries["query"].tolist()
-        parts: list[pd.DataFrame] = []
+        out: dict[str, list[Hit]] = {}
         if mode == "bm25":
-            for qid, text in zip(qids, texts):
-                query = pd.DataFrame({"qid": [qid], "query": [text]})
+            for qid, text in queries:
                 with stages("sparse"):
-                    df = self.bm25.search(query, k=k, threads=threads).df
-                parts.append(df.assign(score_sparse=df["score"], score_dense=None))
-            return _concat(parts), stages.timings
+                    docnos, scores = self.bm25.search_one(text, k=k)
+                out[qid] = [Hit(d, r, s, s, None) for r, (d, s) in enumerate(zip(docnos, scores.tolist()), 1)]
+            return out, stages.timings
         assert self.ff is not None
         vectors = []
-        for text in texts:
+        for _, text in queries:
             with stages("encode"):
                 vectors.append(self.ff.encoder([text])[0])
         dense_docnos: dict[str, list[str]] = {}
         if mode in ("dense", "hybrid"):
+            import pandas as pd
+
+            frame = pd.DataFrame({"qid": [q for q, _ in queries], "query": [t for _, t in queries]})
             with stages("dense"):
-                dense = self.ff.dense_search(queries, k=k if mode == "dense" else dense_k,
+                dense = self.ff.dense_search(frame, k=k if mode == "dense" else dense_k,
                                              query_vectors=np.stack(vectors)).df
+            for qid, group in dense.groupby("qid", sort=False):
+                dense_docnos[qid] = group["docno"].tolist()
+                if mode == "dense":
+                    out[qid] = [Hit(d, int(r), s, None, s) for d, r, s in
+                                zip(dense_docnos[qid], group["rank"].tolist(), group["score"].tolist())]
             if mode == "dense":
-                return dense.assign(score_sparse=None, score_dense=dense["score"]), stages.timings
-            dense_docnos = {qid: group["docno"].tolist() for qid, group in dense.groupby("qid", sort=False)}
-        for qid, text, vector in zip(qids, texts, vectors):
+                return out, stages.timings
+        for (qid, text), vector in zip(queries, vectors):
             with stages("sparse"):
                 docnos, scores = self.bm25.search_one(text, k=max(candidates, k))
             seen = set(docnos)
@@ -103,25 +115,15 @@ class IndexHandle:
             with stages("rerank"):  # vector look-up + scoring + fusion
                 top = self.ff.rerank(vector, docnos, scores, alpha=alpha, normalization=normalization)
                 n = min(k, len(top.docnos))
-                parts.append(pd.DataFrame({"qid": qid, "docno": top.docnos[:n], "score": top.score[:n],
-                                           "rank": range(1, n + 1), "score_sparse": top.score_sparse[:n],
-                                           "score_dense": top.score_dense[:n]}))
-        return _concat(parts), stages.timings
+                out[qid] = [Hit(*hit) for hit in zip(top.docnos[:n], range(1, n + 1), top.score[:n].tolist(),
+                                                      top.score_sparse[:n].tolist(), top.score_dense[:n].tolist())]
+        return out, stages.timings
 
     def document(self, docno: str) -> dict[str, Any] | None:
         """The stored document (``id``, ``contents``, ``title``), or ``None``."""
         if not docno or "\x00" in docno:
             return None
         return self.bm25.document(docno)
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The queries' hits, one after the other."""
-    import pandas as pd
-
-    parts = [part for part in parts if len(part)]
-    columns = ["qid", "docno", "score", "rank", "score_sparse", "score_dense"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 class _Stages:
@@ -165,11 +167,8 @@ def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch
 
 def _warm_up(handle: IndexHandle) -> None:
     """One tiny search per stage, so the first user request does not pay for lazy initialisation."""
-    import pandas as pd
-
-    queries = pd.DataFrame({"qid": ["warm-up"], "query": ["warm up"]})
-    handle.search(queries, k=1, mode="ff" if handle.has_vectors else "bm25", alpha=0.5,
-                  normalization="minmax", candidates=10, threads=1)
+    handle.search([("warm-up", "warm up")], k=1, mode="ff" if handle.has_vectors else "bm25", alpha=0.5,
+                  normalization="minmax", candidates=10)
 
 
 class Registry:

@@ -35,7 +35,7 @@ from service.budget import Budget
 from service.config import FUSED_MODES
 from service.docs import snippet, split_document
 from service.errors import TimeBudgetExceeded
-from service.resources import IndexHandle, current_registry, loaded_registry
+from service.resources import Hit, IndexHandle, current_registry, loaded_registry
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -58,21 +58,18 @@ def search_post() -> Response:
 
 
 def _search(req: params.SearchRequest) -> Response:
-    import pandas as pd
-
     config = current_app.config
     handle = loaded_registry().get(req.index)
     budget = Budget(config["TIME_BUDGET_MS"])  # from here: loading the indexes does not count
-    queries = pd.DataFrame({"qid": [q for q, _ in req.queries], "query": [t for _, t in req.queries]})
     fused = req.mode in FUSED_MODES
     candidates = max(config["CANDIDATES"], req.k)
     dense_k = config["DENSE_K"] if req.mode == "hybrid" else 0
     try:
-        df, timings = handle.search(queries, k=req.k, mode=req.mode, alpha=req.alpha,
-                                    normalization=config["NORMALIZATION"], candidates=candidates,
-                                    threads=config["SEARCH_THREADS"], dense_k=dense_k, checkpoint=budget.check)
+        ranked, timings = handle.search(req.queries, k=req.k, mode=req.mode, alpha=req.alpha,
+                                        normalization=config["NORMALIZATION"], candidates=candidates,
+                                        dense_k=dense_k, checkpoint=budget.check)
         start = time.perf_counter()
-        hits = _hits(df, handle, config["SNIPPET_CHARS"], budget)
+        hits = _hits(ranked, handle, config["SNIPPET_CHARS"], budget)
         timings["documents"] = time.perf_counter() - start
     except TimeBudgetExceeded as err:
         current_app.extensions["ff_metrics"].observe_over_budget(req.index, req.mode, err.stage)
@@ -96,23 +93,22 @@ def _search(req: params.SearchRequest) -> Response:
     return jsonify(body)
 
 
-def _hits(df: Any, handle: IndexHandle, snippet_chars: int, budget: Budget) -> dict[str, list[dict[str, Any]]]:
+def _hits(ranked: dict[str, list[Hit]], handle: IndexHandle, snippet_chars: int,
+          budget: Budget) -> dict[str, list[dict[str, Any]]]:
     """``{qid: [hit, ...]}`` in rank order, each with the stored title and a snippet; the budget is checked
     after each query's documents."""
     out: dict[str, list[dict[str, Any]]] = {}
-    last = None
-    for row in df.itertuples(index=False):
-        if last is not None and row.qid != last:
-            budget.check("documents")
-        last = row.qid
-        doc = handle.document(row.docno)
-        title, text = split_document(doc) if doc is not None else (None, "")
-        out.setdefault(row.qid, []).append({
-            "docno": row.docno, "rank": int(row.rank), "score": _number(row.score),
-            "score_sparse": _number(row.score_sparse), "score_dense": _number(row.score_dense),
-            "title": title, "snippet": snippet(text, snippet_chars) if doc is not None else None,
-        })
-    budget.check("documents")
+    for qid, hits in ranked.items():
+        out[qid] = []
+        for hit in hits:
+            doc = handle.document(hit.docno)
+            title, text = split_document(doc) if doc is not None else (None, "")
+            out[qid].append({
+                "docno": hit.docno, "rank": hit.rank, "score": _number(hit.score),
+                "score_sparse": _number(hit.score_sparse), "score_dense": _number(hit.score_dense),
+                "title": title, "snippet": snippet(text, snippet_chars) if doc is not None else None,
+            })
+        budget.check("documents")
     return out
 
 

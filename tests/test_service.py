@@ -483,7 +483,7 @@ def budget_app(ff_index, client):
 
 
 @pytest.mark.parametrize("mode, where, name, stage", [
-    ("ff", "bm25", "search_one", "sparse"), ("bm25", "bm25", "search", "sparse"), ("ff", "ff", "encoder", "encode"),
+    ("ff", "bm25", "search_one", "sparse"), ("bm25", "bm25", "search_one", "sparse"), ("ff", "ff", "encoder", "encode"),
     ("ff", "ff", "rerank", "rerank"), ("dense", "ff", "dense_search", "dense"),
     ("hybrid", "ff", "dense_search", "dense"),
     ("hybrid", "handle", "document", "documents"),
@@ -511,7 +511,7 @@ def test_a_search_past_its_time_budget_is_a_503_and_the_app_stays_healthy(budget
 def test_a_long_batch_stops_early(budget_app, monkeypatch):
     handle = budget_app.extensions["ff"].get("tiny")
     calls: list[int] = []
-    monkeypatch.setattr(handle.bm25, "search", slowed(handle.bm25, "search", BUDGET_MS / 5000, calls))
+    monkeypatch.setattr(handle.bm25, "search_one", slowed(handle.bm25, "search_one", BUDGET_MS / 5000, calls))
     queries = [{"qid": str(i), "q": f"pasta water {i}"} for i in range(30)]
     response = budget_app.test_client().post("/v1/search", json={"queries": queries, "mode": "bm25"})
     over_budget(response, BUDGET_MS, "sparse")
@@ -522,7 +522,7 @@ def test_no_time_budget_with_0(ff_index, app, monkeypatch):
     app.extensions["ff"].load()
     client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "TIME_BUDGET_MS": 0}).test_client()
     handle = app.extensions["ff"].get("tiny")
-    monkeypatch.setattr(handle.bm25, "search", slowed(handle.bm25, "search", 0.15))
+    monkeypatch.setattr(handle.bm25, "search_one", slowed(handle.bm25, "search_one", 0.15))
     assert search(client, q="pasta water")["hits"][0]["docno"] == "4"
 
 
