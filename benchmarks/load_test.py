@@ -361,8 +361,14 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
     if soak_labels:
         first, last = soak_labels[0], soak_labels[-1]
         growth = [(memory[last].get(pid) or 0) - (memory[first].get(pid) or 0) for pid in pids]
+        middle = soak_labels[max(0, len(soak_labels) // 2 - 1)]
+        late = [(memory[last].get(pid) or 0) - (memory[middle].get(pid) or 0) for pid in pids]
         lines += ["", f"Growth over the soak, from its first sample ({first}) to its last ({last}; "
-                      f"{len(soak_labels)} samples): " + ", ".join(f"{g / MiB:+.1f} MiB" for g in growth) + "."]
+                      f"{len(soak_labels)} samples): " + ", ".join(f"{g / MiB:+.1f} MiB" for g in growth)
+                  + f"; over its second half ({middle} to {last}): " + ", ".join(f"{g / MiB:+.1f} MiB" for g in late)
+                  + ". Every sample, in MiB: " + "; ".join(
+                      f"{pid}: " + ", ".join(mib(memory[label].get(pid)) for label in soak_labels) for pid in pids)
+                  + "."]
     lines += ["", "RSS counts each worker's JVM heap, which the JVM commits in steps as it needs it, up to its cap "
                   "(`FF_JAVA_HEAP`, default 2g), and the memory-mapped forward index."]
     lines += ["", "Server log lines at ERROR level: " + (str(len(lost)) if lost else "none") + ".", ""]
