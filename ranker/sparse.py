@@ -137,7 +137,10 @@ class _LuceneTopK:
         self._generator = autoclass("io.anserini.search.query.BagOfWordsQueryGenerator")()
         self._analyzer = analyzer
         self._docnos = docnos
-        self._json = autoclass("com.fasterxml.jackson.databind.ObjectMapper")()
+        try:
+            self._json: Any = autoclass("com.fasterxml.jackson.databind.ObjectMapper")()
+        except Exception:  # an Anserini jar without Jackson: read the hits through pyjnius proxies
+            self._json = None
 
     def search(self, text: str, k: int) -> tuple[list[str], np.ndarray]:
         """Docnos and (tie-adjusted) scores of the top ``k``."""
@@ -150,10 +153,13 @@ class _LuceneTopK:
 
     def hits(self, text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Lucene's top ``n``: doc numbers (int64) and raw float32 scores, in Lucene's order."""
-        query = self._generator.buildQuery("contents", self._analyzer, text)
-        top = json.loads(self._json.writeValueAsString(self._searcher.search(query, n)))["scoreDocs"]
-        return (np.fromiter((h["doc"] for h in top), dtype=np.int64, count=len(top)),
-                np.fromiter((h["score"] for h in top), dtype=np.float32, count=len(top)))
+        top = self._searcher.search(self._generator.buildQuery("contents", self._analyzer, text), n)
+        if self._json is None:
+            pairs = [(h.doc, h.score) for h in top.scoreDocs]
+        else:
+            pairs = [(h["doc"], h["score"]) for h in json.loads(self._json.writeValueAsString(top))["scoreDocs"]]
+        return (np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs)),
+                np.fromiter((p[1] for p in pairs), dtype=np.float32, count=len(pairs)))
 
 
 def anserini_tie_adjust(scores: np.ndarray) -> np.ndarray:

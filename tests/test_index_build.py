@@ -145,6 +145,11 @@ def test_fast_bm25_hits_cross_from_java_exactly(tiny_index, tmp_path):
         assert len(proxies) > 0 and docs.dtype == "int64" and scores.dtype == "float32"
         assert docs.tolist() == [h.doc for h in proxies]
         assert scores.tobytes() == np.array([h.score for h in proxies], dtype=np.float32).tobytes()
+        jackson, fast._json = fast._json, None  # a jar without Jackson: the proxies, same hits
+        try:
+            assert [a.tobytes() for a in fast.hits(text, 20)] == [docs.tobytes(), scores.tobytes()]
+        finally:
+            fast._json = jackson
 
 
 def test_search_one_equals_search(tiny_index, tmp_path):
