@@ -144,8 +144,8 @@ def test_a_search_past_its_time_budget_is_the_documented_503(ff_index, spec, mon
     client = budgeted.test_client()
     budgeted.extensions["ff"].load()
     handle = budgeted.extensions["ff"].get("tiny")
-    real = handle.bm25.search
-    monkeypatch.setattr(handle.bm25, "search", lambda *a, **k: (time.sleep(0.01), real(*a, **k))[1])
+    real = handle.bm25.search_one
+    monkeypatch.setattr(handle.bm25, "search_one", lambda *a, **k: (time.sleep(0.01), real(*a, **k))[1])
     for response in (client.get("/v1/search?q=pasta+water&mode=bm25"),
                      client.post("/v1/search", json={"queries": [{"qid": "1", "q": "pasta"}], "mode": "hybrid"})):
         error = check(spec, "/v1/search", response.request.method, response)["error"]
