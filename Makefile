@@ -116,7 +116,7 @@ train-ablation: venv
 
 # Corpus encoding throughput, plain sentence-transformers encode vs our runners: docs/encoding.md
 bench-encode: venv
-	$(BIN)/python benchmarks/encode_throughput.py --passages 2000 --ray --out docs/encoding.md
+	$(BIN)/python benchmarks/encode_throughput.py --passages 2000 --repeat 3 --ray --out docs/encoding.md
 
 # Latency against the reference implementation, installed in its own environment (it pins numpy<2).
 REF_VENV ?= .venv-ffref

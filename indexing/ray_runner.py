@@ -2,8 +2,11 @@
 
 ``ff-index build --runner ray [--ray-address ADDR] [--ray-actors N]``. The driver
 reads the corpus and cuts it into the same shards as the local runner
-(:mod:`indexing.forward_build`); the shards that are not done yet go into
-Ray's object store as one-row Arrow tables. A pool of actors (one model each,
+(:mod:`indexing.forward_build`) on a feeder thread, while the actors encode:
+each shard that is not done yet goes into Ray's object store as a one-row Arrow
+table and through a bounded queue to the dataset's read tasks, so reading the
+corpus overlaps encoding and Ray Data's back-pressure, not the corpus size,
+bounds the text held in the object store. A pool of actors (one model each,
 one GPU each when the vectors are computed on GPUs) encodes them with
 :func:`~indexing.forward_build.prepare_shard` and
 :func:`~indexing.forward_build.encode_shard`, exactly as the local runner does,
@@ -19,9 +22,11 @@ only in this module.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +37,7 @@ from ranker.errors import InputError
 
 RAY_HINT = "install the 'ray' extra: pip install 'fast-forward-ranker[ray]'"
 LOCAL_CPUS = 8  # a local Ray instance gets at most this many CPUs (or what --ray-actors needs)
+READERS = 1  # read tasks that take shards from the driver's queue (they only wait and copy)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -119,17 +125,20 @@ class RayRunner:
 
     def encode(self, shards: Iterator[Shard], settings: EncodeSettings,
                batch_size: int) -> Iterator[tuple[Shard, np.ndarray]]:
-        """Put the shards into the object store, encode them on the actors, yield them as they finish."""
+        """Stream the shards to the actors as they are read; yield them encoded, as they finish."""
         ray = self.ray
-        refs = [ray.put(_shard_table(shard)) for shard in shards]
-        if not refs:
+        first = next(shards, None)
+        if first is None:  # nothing left to encode: start no actors
             return
         gpu = self.device == "cuda"
-        actors = min(self.actors or 1, len(refs))
+        actors = self.actors or 1
         gpus = float(ray.cluster_resources().get("GPU", 0))
+        feed = _ShardFeed(ray, itertools.chain([first], shards), readers=READERS, window=2 * actors + 2)
         # On a GPU two shards are in flight per actor: one is tokenised while the other is encoded.
         overlap = {"max_concurrent_calls_per_actor": 2, "enable_true_multi_threading": True} if gpu else {}
-        dataset = ray.data.from_arrow_refs(refs).map_batches(
+        dataset = ray.data.read_datasource(
+            _queue_source(feed.queue, READERS), override_num_blocks=READERS, num_cpus=0,
+        ).map_batches(
             ShardEncoder,
             fn_constructor_kwargs={"settings": settings, "batch_size": batch_size, "threads": self.threads},
             batch_size=1, batch_format="pyarrow",
@@ -137,24 +146,111 @@ class RayRunner:
             num_cpus=1 if gpu else self.threads,
             num_gpus=(1.0 if actors <= gpus else gpus / actors) if gpu else 0,
         )
+        received: set[int] = set()
+        feed.start()
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for row in batch.to_pylist():
                     if self.info is None:
                         self.info = EncoderInfo(row["dim"], row["normalized"], row["max_seq_length"])
                     vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(row["rows"], row["dim"])
+                    received.add(row["shard"])
                     yield Shard(row["shard"], row["docnos"], row["counts"], []), vectors
         except ray.exceptions.RayError as err:  # a worker's InputError (e.g. another model) stays one line
             message = _input_error_message(str(err))
             if message is None:
                 raise
             raise InputError(message) from None
+        finally:
+            feed.stop()
+        if feed.error is not None:  # reading the corpus failed (e.g. a malformed line): the shards before it are saved
+            raise feed.error
+        lost = sorted(feed.sent - received)
+        if lost:  # a read task retried after a worker died: what it had taken from the queue is gone
+            raise RuntimeError(f"Ray returned no vectors for {len(lost)} shard(s) (first: {lost[0]}); "
+                               "run the build again to encode them (finished shards are kept)")
 
     def close(self) -> None:
         """Shut down the Ray instance if this runner started it."""
         if self._started:
             self.ray.shutdown()
             self._started = False
+
+
+class _ShardFeed:
+    """A thread that reads shards from the driver's iterator into a bounded Ray queue for the read tasks.
+
+    Each shard's table is put into the object store by the driver (which owns it); the queue carries
+    its reference. ``readers`` end-of-input markers follow the last shard, one per read task. An
+    exception from the iterator (a malformed corpus line) is kept in ``error`` for the driver to raise.
+    """
+
+    def __init__(self, ray: Any, shards: Iterator[Shard], readers: int, window: int) -> None:
+        from ray.util.queue import Queue
+
+        self.ray, self.shards, self.readers = ray, shards, readers
+        self.queue = Queue(maxsize=window, actor_options={"num_cpus": 0})
+        self.sent: set[int] = set()
+        self.error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ray-shard-feed", daemon=True)
+
+    def start(self) -> None:
+        """Start reading."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading (if still reading), wait for the thread and release the queue."""
+        self._stopping.set()
+        self._thread.join(timeout=60)
+        self.queue.shutdown(force=True)
+
+    def _run(self) -> None:
+        try:
+            for shard in self.shards:
+                if not self._put([self.ray.put(_shard_table(shard))]):
+                    return
+                self.sent.add(shard.number)
+        except BaseException as err:  # handed to the driver thread
+            self.error = err
+        for _ in range(self.readers):
+            if not self._put(None):
+                return
+
+    def _put(self, item: Any) -> bool:
+        """Put ``item`` when the queue has room; ``False`` if told to stop first."""
+        from ray.util.queue import Full
+
+        while not self._stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return True
+            except Full:
+                continue
+        return False
+
+
+def _queue_source(queue: Any, readers: int) -> Any:
+    """A Ray Data source of ``readers`` read tasks, each yielding shard tables from ``queue`` until an end marker."""
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    def read() -> Iterator[Any]:
+        import ray
+
+        while (item := queue.get()) is not None:
+            yield ray.get(item[0])
+
+    class QueueSource(Datasource):
+        def estimate_inmemory_data_size(self) -> None:
+            return None  # unknown: the corpus is still being read
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                           data_context: Any = None) -> list[Any]:
+            meta = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None)
+            return [ReadTask(read, meta) for _ in range(readers)]
+
+    return QueueSource()
 
 
 class ShardEncoder:

@@ -20,6 +20,7 @@ from indexing import forward_build
 from indexing.cli import main
 from indexing.corpus import corpus_file, read_corpus
 from indexing.forward_build import LocalRunner, build_forward_index
+from ranker.errors import InputError
 from tests.conftest import REPO, TINY_DOCS, write_beir
 
 NO_RAY = "Ray is not installed (pip install 'fast-forward-ranker[ray]')"
@@ -90,6 +91,17 @@ def ray_build_and_compare(corpus: str, local_index: str, tmp: str) -> None:
             build_forward_index(read_corpus(corpus_path), tmp_path / "ray", work, _settings(corpus_path),
                                 progress=False, runner=_ray_runner(actors=1))
         assert sorted(p.name for p in work.glob("shard-*")) == [f"{saved[0]}.ids.json", f"{saved[0]}.vectors.npy"]
+
+        forward_build._save_shard = real_save  # a malformed line in the third shard, read while the actors encode
+        broken = tmp_path / "broken.jsonl"
+        lines = corpus_path.read_text().splitlines(keepends=True)
+        broken.write_text("".join(lines[:4]) + "{not json\n" + "".join(lines[5:]))
+        with pytest.raises(InputError, match=r"broken.jsonl:5: malformed JSON"):
+            build_forward_index(read_corpus(broken), tmp_path / "broken", tmp_path / ".broken", _settings(corpus_path),
+                                progress=False, runner=_ray_runner(actors=1))
+        assert sorted(p.name for p in (tmp_path / ".broken").glob("*.vectors.npy")) == [
+            "shard-00000.vectors.npy", "shard-00001.vectors.npy"]  # the shards before it are kept
+        assert not (tmp_path / "broken").exists()
 
         forward_build._save_shard = save_and_record
         manifest = build_forward_index(read_corpus(corpus_path), tmp_path / "ray", work, _settings(corpus_path),
