@@ -180,7 +180,6 @@ def distill(config: DistillConfig) -> dict[str, Any]:
 
     from indexing.encoding import embedding_dimension, encoder_fingerprint, resolve_encoder
     from training.models import check_out, load_model, save_model
-    from training.train import versions
 
     config.validate()
     check_out(config.out, config.force)
@@ -210,17 +209,14 @@ def distill(config: DistillConfig) -> dict[str, Any]:
 
     from training.trainer import train_once
 
-    trainer, result = train_once(student, dataset, loss, config, prefix="ff-distill-")
+    record = train_once(student, dataset, loss, config, prefix="ff-distill-")
     summary = {
         "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},
         "teacher": str(teacher_dir),
         "teacher_fingerprint": encoder_fingerprint(teacher_dir),
         "texts": len(texts),
         "projection": projection,
-        "steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "versions": versions(),
-        "log_history": trainer.state.log_history,
+        **record,
     }
     save_model(student, config.out, force=config.force, extra={RUN_FILE: summary})
     return summary

@@ -196,7 +196,6 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
     from indexing.encoding import embedding_dimension, encode_texts, encoder_fingerprint, resolve_encoder
     from ranker.forward_index import ForwardIndex
     from training.models import check_out, load_model, save_model
-    from training.train import versions
     from training.trainer import train_once
 
     config.validate()
@@ -228,17 +227,14 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
                                 normalize=manifest["similarity"] == "cosine", teacher=teacher,
                                 distill_weight=config.distill_weight)
     dataset = Dataset.from_dict({"query": queries, "label": list(range(len(queries)))})
-    trainer, result = train_once(student, dataset, loss, config, prefix="ff-query-tune-")
+    record = train_once(student, dataset, loss, config, prefix="ff-query-tune-")
     summary = {
         "config": dataclasses.asdict(config),
         "index_encoder": str(index_encoder),
         "teacher_fingerprint": recorded["fingerprint"],
         "examples": len(examples),
         "hard_negatives": int(np.sum([len(e.negatives) for e in examples])),
-        "steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "versions": versions(),
-        "log_history": trainer.state.log_history,
+        **record,
     }
     save_model(student, config.out, force=config.force, extra={RUN_FILE: summary})
     return summary

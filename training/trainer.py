@@ -62,18 +62,19 @@ class FFTrainer(SentenceTransformerTrainer):
         super().log(logs, *args, **kwargs)
 
 
-def train_once(model: Any, dataset: Any, loss: Any, settings: Any, prefix: str) -> tuple[FFTrainer, Any]:
+def train_once(model: Any, dataset: Any, loss: Any, settings: Any, prefix: str) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``loss``, its checkpoints in a scratch directory removed afterwards.
 
     ``settings`` is a run config (``ff-train distill``'s or ``query-tune``'s) with batch_size,
     learning_rate, warmup, weight_decay, epochs, max_steps, seed, device, logging_steps, progress,
-    optimizer (adamw, sam or asam) and rho. Returns the trainer and ``trainer.train()``'s result.
+    optimizer (adamw, sam or asam) and rho. Returns what the run's record keeps of the training:
+    ``steps``, ``train_loss``, ``versions`` and ``log_history``.
     """
     import shutil
     import tempfile
     from pathlib import Path
 
-    from training.train import make_trainer_args
+    from training.train import make_trainer_args, versions
 
     scratch = tempfile.mkdtemp(prefix=prefix)
     try:
@@ -83,7 +84,9 @@ def train_once(model: Any, dataset: Any, loss: Any, settings: Any, prefix: str) 
                                  logging_steps=settings.logging_steps, progress=settings.progress)
         sam = None if settings.optimizer == "adamw" else {"rho": settings.rho, "adaptive": settings.optimizer == "asam"}
         trainer = FFTrainer(model=model, args=args, train_dataset=dataset, loss=loss, sam=sam)
-        return trainer, trainer.train()
+        result = trainer.train()
+        return {"steps": trainer.state.global_step, "train_loss": result.training_loss, "versions": versions(),
+                "log_history": trainer.state.log_history}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
