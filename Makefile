@@ -6,7 +6,7 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv demo test test-unit test-integration eval-docs bench bench-load bench-quantization bench-scaling bench-reference \
+.PHONY: venv browser demo test test-unit test-integration eval-docs bench bench-load bench-quantization bench-scaling bench-reference \
 	train-demo train-ablation bench-encode clean
 
 venv: $(VENV)/.installed
@@ -34,11 +34,20 @@ demo: venv
 		$(WORK)/$(NAME).bm25.trec $(WORK)/$(NAME).dense.trec $(WORK)/$(NAME).ff.trec \
 		-m nDCG@10 -m R@100 -m R@1000 -m RR@10 -m AP
 
-# Unit tests and integration tests (the latter read ../shared/data).
-test: venv
+# Debian's chromium and chromium-driver for the search page's headless-browser test
+# (tests/test_search_page_browser.py); installed once, with sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+# Unit tests and integration tests (the latter read ../shared/data). Under CI=true a test that
+# cannot run (missing data, extra or browser) fails instead of skipping (tests/conftest.py).
+test: venv browser
 	$(BIN)/python -m pytest
 
-test-unit: venv
+test-unit: venv browser
 	$(BIN)/python -m pytest -m "not integration"
 
 test-integration: venv

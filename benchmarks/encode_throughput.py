@@ -35,8 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from indexing.encoding import default_batch_size, load_encoder, resolve_device, resolve_encoder  # noqa: E402
+from indexing.encoding import default_batch_size, resolve_device  # noqa: E402
 from indexing.forward_build import SHARD_DOCS, EncodeSettings, LocalRunner, Shard  # noqa: E402
+from ranker.encoders import load_encoder, resolve_encoder  # noqa: E402
 
 VOCABULARY = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which but have an they "
@@ -157,7 +158,7 @@ def time_tokenize(model: Any, texts: list[str], batch_size: int) -> float:
 
 def settings_for(label: str, path: Path, device: str) -> EncodeSettings:
     """Build settings for the benchmark's model directory (fingerprinted, as a build does)."""
-    from indexing.encoding import encoder_fingerprint
+    from ranker.encoders import encoder_fingerprint
 
     default = path == resolve_encoder(None)
     return EncodeSettings(encoder="default" if default else label, encoder_path=str(path),

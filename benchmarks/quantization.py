@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from indexing.coalesce import coalesce_index
-from indexing.derive import vectors_bytes
+from indexing.derived_index import vectors_bytes
 from indexing.quantize import quantize_index
 from ranker.evaluation import evaluate
 from ranker.fast_forward import FastForward

@@ -38,7 +38,7 @@ def runtime(run_file: Path) -> float:
 
 def earlier_report(work: Path, model: str, queries_only: bool) -> dict | None:
     """A report ``ff-train evaluate --json`` already wrote under ``work`` (``report*.json``) for this model."""
-    from indexing.encoding import resolve_encoder
+    from ranker.encoders import resolve_encoder
 
     wanted = str(resolve_encoder(model))
     for path in sorted(work.glob("report*.json")):

@@ -7,15 +7,13 @@ vectors go into ``<index>/vectors/`` of an existing index, atomically.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from indexing.forward_writer import write_forward_index
+from ranker.atomic import staged_directory, write_json_atomic
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR
 from ranker.index_layout import MANIFEST, read_manifest
@@ -50,7 +48,7 @@ def read_row_ids(path: Path, rows: int) -> tuple[list[str], list[int]]:
 def add_vectors(index: Path, vectors_path: Path, ids_path: Path, encoder: str | None,
                 similarity: str = "dot", dtype: str = "float32", force: bool = False) -> dict[str, Any]:
     """Write ``<index>/vectors`` from precomputed vectors and update the index manifest."""
-    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
 
     manifest = read_manifest(index)
     target = index / VECTORS_DIR
@@ -71,25 +69,14 @@ def add_vectors(index: Path, vectors_path: Path, ids_path: Path, encoder: str | 
             "passages": {"words": None, "stride": None, "given": True} if max(counts) > 1 else None,
             "text": "precomputed", "source": str(vectors_path.resolve())}
     chunks = (vectors[i:i + 65536] for i in range(0, vectors.shape[0], 65536))
-    tmp = index / f".{VECTORS_DIR}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_directory(target, create=False) as tmp:
         try:
             forward = write_forward_index(tmp, ids, counts, chunks, dim=vectors.shape[1], dtype=dtype,
                                           similarity=similarity, meta=meta)
         except ValueError as err:
             raise InputError(f"{vectors_path}: {err}") from None
-        old = index / f".{VECTORS_DIR}.old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     manifest["vectors"] = {key: forward[key] for key in ("dim", "dtype", "similarity", "documents", "vectors",
                                                          "encoder", "passages")}
     manifest["vectors"]["dir"] = VECTORS_DIR
-    staged = index / f".{MANIFEST}.tmp"
-    staged.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(staged, index / MANIFEST)
+    write_json_atomic(index / MANIFEST, manifest)
     return manifest

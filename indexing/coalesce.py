@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.derive import carried_meta, doc_ids_of, open_source, write_derived_index
+from indexing.derived_index import carried_meta, doc_ids_of, open_source, write_derived_index
 from indexing.forward_writer import write_forward_index
 from ranker.errors import InputError
 from ranker.quantization import FLOAT_KINDS

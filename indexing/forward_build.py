@@ -17,7 +17,6 @@ indexes are identical byte for byte; only this module writes shards.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from indexing.corpus import Document
 from indexing.forward_writer import write_forward_index
+from ranker.atomic import save_npy_atomic, write_bytes_atomic
 from ranker.errors import InputError
 
 SHARD_DOCS = 2048
@@ -125,11 +125,11 @@ def load_model(settings: EncodeSettings, verify: bool = False) -> Any:
     ``verify`` (for workers on other machines) resolves the default encoder locally and checks
     the model files' fingerprint, so that every worker encodes with exactly the same model.
     """
-    from indexing.encoding import _DEFAULT_NAMES, encoder_fingerprint, load_encoder, resolve_encoder
+    from ranker.encoders import DEFAULT_NAMES, encoder_fingerprint, load_encoder, resolve_encoder
 
     path = Path(settings.encoder_path)
     if verify:
-        if settings.encoder in _DEFAULT_NAMES:
+        if settings.encoder in DEFAULT_NAMES:
             path = resolve_encoder(settings.encoder)
         found = encoder_fingerprint(path) if path.is_dir() else "missing"
         if found != settings.fingerprint:
@@ -140,7 +140,7 @@ def load_model(settings: EncodeSettings, verify: bool = False) -> Any:
 
 def encoder_info(model: Any) -> EncoderInfo:
     """Dimension, normalisation and input limit of a loaded model."""
-    from indexing.encoding import embedding_dimension
+    from ranker.encoders import embedding_dimension
 
     normalized = any(type(module).__name__ == "Normalize" for module in model)
     return EncoderInfo(embedding_dimension(model), normalized, model.max_seq_length)
@@ -288,7 +288,7 @@ def _encode_shards(docs: Iterable[Document], work_dir: Path, settings: EncodeSet
     try:
         for shard, vectors in runner.encode(pending(), settings, batch_size):
             if runner.info is not None and not (work_dir / "encoder.json").exists():
-                _write_atomic(work_dir / "encoder.json", json.dumps(asdict(runner.info)).encode())
+                write_bytes_atomic(work_dir / "encoder.json", json.dumps(asdict(runner.info)).encode())
             _save_shard(work_dir, shard.name, shard.docnos, shard.counts, vectors.astype(settings.dtype))
             counts["docs"] += len(shard.docnos)
             counts["texts"] += int(sum(shard.counts))
@@ -359,18 +359,10 @@ def _prepare_work_dir(work_dir: Path, settings: EncodeSettings) -> None:
             pass
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    _write_atomic(settings_file, json.dumps(wanted, indent=2).encode())
+    write_bytes_atomic(settings_file, json.dumps(wanted, indent=2).encode())
 
 
 def _save_shard(work_dir: Path, name: str, ids: list[str], counts: list[int], vectors: np.ndarray) -> None:
-    tmp = work_dir / f".{name}.vectors.npy"
-    np.save(tmp, vectors, allow_pickle=False)
-    os.replace(tmp, work_dir / f"{name}.vectors.npy")
+    save_npy_atomic(work_dir / f"{name}.vectors.npy", vectors)
     # The ids file is the shard's completion mark: written last, atomically.
-    _write_atomic(work_dir / f"{name}.ids.json", json.dumps({"ids": ids, "counts": counts}).encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(work_dir / f"{name}.ids.json", json.dumps({"ids": ids, "counts": counts}).encode())

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from indexing.derive import carried_meta, doc_ids_of, float_chunks, open_source, write_derived_index
+from indexing.derived_index import carried_meta, doc_ids_of, float_chunks, open_source, write_derived_index
 from indexing.forward_writer import write_forward_index
 from ranker.errors import InputError
 from ranker.quantization import (FLOAT_KINDS, KINDS, SEED, Codec, ProductQuantizer, ScalarQuantizer,

@@ -20,7 +20,6 @@ atomically, so readers see either the old or the new set of shards.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ranker.atomic import remove_stale_partials, staged_directory, write_json_atomic
 from ranker.errors import InputError
 from ranker.forward_index import MANIFEST, SHARDED_KIND, VECTORS_DIR, ForwardIndex, quantization_of
 from ranker.index_layout import FORMAT, load_manifest, read_manifest
@@ -144,7 +144,7 @@ def shard_entry(rel: str, shard_dir: Path, source: Source) -> dict[str, Any]:
 def compose_manifest(shards: Sequence[ForwardIndex], entries: list[dict[str, Any]],
                      created: str | None = None) -> dict[str, Any]:
     """The sharded manifest: what the shards share, totals, and ``entries`` (in shard order)."""
-    from indexing.derive import WRITER_KEYS
+    from indexing.derived_index import WRITER_KEYS
     from ranker.sharded import SHARDED_VERSION
 
     first = shards[0].manifest
@@ -170,19 +170,9 @@ def compose_manifest(shards: Sequence[ForwardIndex], entries: list[dict[str, Any
     return manifest
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``path`` via a temporary file and ``os.replace`` (readers see the old or the new file)."""
-    staged = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        staged.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
-
-
 def update_index_summary(forward: Path, manifest: dict[str, Any]) -> None:
     """If ``forward`` is ``<index>/vectors``, refresh the ``vectors`` summary in ``<index>/manifest.json``."""
-    from indexing.derive import SUMMARY_KEYS
+    from indexing.derived_index import SUMMARY_KEYS
 
     root = forward.parent
     if forward.name != VECTORS_DIR or not is_index_root(root):
@@ -214,7 +204,7 @@ def _refuse_moving_into_itself(sources: Sequence[Source], out: Path) -> None:
 def create_sharded(out: str | Path, shards: Sequence[str | Path], force: bool = False, link: bool = False,
                    move: bool = False) -> dict[str, Any]:
     """Write a sharded forward index at ``out`` holding (copies of) ``shards``; returns its manifest."""
-    from indexing.atomic import check_target
+    from ranker.atomic import check_target
 
     out = forward_dir(out)
     check_target(out, force, marker=MANIFEST, what="a forward index")
@@ -227,7 +217,7 @@ def create_sharded(out: str | Path, shards: Sequence[str | Path], force: bool = 
 def _build(out: Path, sources: list[Source], force: bool, link: bool, move: bool,
            link_first: bool = False) -> dict[str, Any]:
     """Write the sharded index ``out`` from ``sources`` (checked here) atomically; ``link_first``: link shard 0."""
-    from indexing.atomic import atomic_directory
+    from ranker.atomic import atomic_directory
     from ranker.sharded import SHARDS_DIR
 
     check_shards(sources[0].index.manifest, f"the first shard ({sources[0].index.path})",
@@ -286,7 +276,7 @@ def add_shards(index: str | Path, shards: Sequence[str | Path], link: bool = Fal
                 raise InputError(f"{source.index.path}: is already a shard of {target}")
         check_shards(current.manifest, f"the sharded index {target}", [*current.shards, *[s.index for s in sources]])
         shards_dir = target / SHARDS_DIR
-        _remove_stale_partials(shards_dir)
+        remove_stale_partials(shards_dir)  # shards half-placed by a killed add
         used = [int(p.name) for p in shards_dir.iterdir() if p.name.isdigit()] if shards_dir.is_dir() else []
         used += [int(Path(e["path"]).name) for e in current.manifest["shards"] if Path(e["path"]).name.isdigit()]
         number = max(used, default=-1) + 1
@@ -296,12 +286,8 @@ def add_shards(index: str | Path, shards: Sequence[str | Path], link: bool = Fal
             for source in sources:
                 name = f"{number:05d}"
                 number += 1
-                staged = shards_dir / f".{name}.partial-{os.getpid()}"
-                try:
+                with staged_directory(shards_dir / name, create=False) as staged:
                     place_shard(source.index, staged, link=link or move)
-                    os.replace(staged, shards_dir / name)
-                finally:
-                    shutil.rmtree(staged, ignore_errors=True)
                 placed.append(shards_dir / name)
                 entries.append(shard_entry(f"{SHARDS_DIR}/{name}", shards_dir / name, source))
             manifest = compose_manifest([*current.shards, *[s.index for s in sources]], entries,
@@ -317,24 +303,14 @@ def add_shards(index: str | Path, shards: Sequence[str | Path], link: bool = Fal
     return manifest
 
 
-def _remove_stale_partials(shards_dir: Path) -> None:
-    """Remove shards half-placed by a killed ``add`` (their process no longer exists)."""
-    from indexing.atomic import PARTIAL_MARK, _alive
-
-    for leftover in shards_dir.glob(f".*{PARTIAL_MARK}*") if shards_dir.is_dir() else ():
-        pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 def merge_shards(index: str | Path, out: str | Path, force: bool = False, verify: bool = False) -> dict[str, Any]:
     """Write ``out``: one plain forward index with every document of the sharded ``index``, in shard order.
 
     Quantised shards are merged only when they share their codebooks (the codes
     are then carried over unchanged); otherwise merge float shards and quantise.
     """
-    from indexing.atomic import atomic_directory, check_target
-    from indexing.derive import WRITER_KEYS, float_chunks
+    from ranker.atomic import atomic_directory, check_target
+    from indexing.derived_index import WRITER_KEYS, float_chunks
     from indexing.forward_writer import write_forward_index
     from ranker.quantization import FLOAT_KINDS
     from ranker.sharded import ShardedForwardIndex
@@ -379,68 +355,3 @@ def _check_codes_kept(written: np.ndarray, source: Any, source_dir: Path) -> Non
 def verify_sharded(index: str | Path) -> ForwardIndex:
     """Open ``index`` recomputing every shard file's checksum; returns the opened index."""
     return ForwardIndex.open(forward_dir(index), verify=True)
-
-
-def register(subparsers: Any) -> None:
-    """Add ``ff-index shards`` and its subcommands to the ``ff-index`` parser's subparsers."""
-    shards = subparsers.add_parser("shards", help="sharded forward indexes: create, add, merge, verify",
-                                   description="A sharded forward index lists several forward indexes (shards, "
-                                               "built anywhere with the same encoder) and opens as one.")
-    sub = shards.add_subparsers(dest="shards_command", required=True)
-    shard_help = "forward index, index directory with vectors/, or sharded index"
-
-    create = sub.add_parser("create", help="make a sharded forward index from forward indexes",
-                            description="Copy the shards into --out/shards/ and write the sharded manifest. "
-                                        "--out may be an index directory: its vectors/ is written.")
-    create.add_argument("--out", required=True, help="sharded forward index (or index directory) to create")
-    create.add_argument("shards", nargs="+", metavar="SHARD", help=shard_help)
-    create.add_argument("--force", action="store_true", help="replace an existing forward index at --out")
-    _placement(create)
-
-    add = sub.add_parser("add", help="add documents: add shards to a sharded forward index",
-                         description="Add shards (their document IDs must be new). A plain forward index at "
-                                     "--index becomes a sharded one first.")
-    add.add_argument("--index", required=True, help="sharded forward index or index directory")
-    add.add_argument("shards", nargs="+", metavar="SHARD", help=shard_help)
-    _placement(add)
-
-    merge = sub.add_parser("merge", help="write one plain forward index with every document",
-                           description="Merge the shards (in order) into one plain forward index at --out.")
-    merge.add_argument("--index", required=True, help="sharded forward index or index directory")
-    merge.add_argument("--out", required=True, help="forward index (or index directory) to create")
-    merge.add_argument("--force", action="store_true", help="replace an existing forward index at --out")
-    merge.add_argument("--verify", action="store_true", help="check every shard's checksums first")
-
-    check = sub.add_parser("verify", help="check every shard's files against their checksums")
-    check.add_argument("--index", required=True, help="sharded forward index or index directory")
-
-
-def _placement(parser: argparse.ArgumentParser) -> None:
-    how = parser.add_mutually_exclusive_group()
-    how.add_argument("--link", action="store_true", help="hard-link the shard files instead of copying them")
-    how.add_argument("--move", action="store_true", help="like --link, then remove the given shards")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``ff-index shards ...``; returns the exit status."""
-    command = args.shards_command
-    if command == "create":
-        manifest = create_sharded(args.out, args.shards, force=args.force, link=args.link, move=args.move)
-        print(f"wrote {forward_dir(args.out)} ({_counts(manifest)})")
-    elif command == "add":
-        manifest = add_shards(args.index, args.shards, link=args.link, move=args.move)
-        print(f"updated {forward_dir(args.index)} ({_counts(manifest)})")
-    elif command == "merge":
-        manifest = merge_shards(args.index, args.out, force=args.force, verify=args.verify)
-        print(f"wrote {forward_dir(args.out)} ({manifest['documents']:,} documents, {manifest['vectors']:,} vectors)")
-    else:
-        index = verify_sharded(args.index)
-        shards = getattr(index, "shards", [index])
-        print(f"{index.path}: ok ({len(shards)} shard{'s' * (len(shards) != 1)}, {index.num_docs:,} documents, "
-              f"{index.num_vectors:,} vectors)")
-    return 0
-
-
-def _counts(manifest: dict[str, Any]) -> str:
-    return (f"{len(manifest['shards'])} shards, {manifest['documents']:,} documents, "
-            f"{manifest['vectors']:,} vectors")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ranker.encoders import resolve_encoder
 from ranker.errors import InputError
 from ranker.forward_index import ForwardIndex
 from ranker.fusion import interpolate, reciprocal_rank_fusion
+from ranker.query_encoder import QueryEncoder, compatible, read_query_encoder
 from ranker.ranking import Ranking
 from ranker.sparse import DEFAULT_B, DEFAULT_K1, BM25Searcher
 
 FUSIONS = ("interpolate", "rrf")
-RUNTIMES = ("torch", "onnx")  # what encodes queries: PyTorch, or the same model on ONNX Runtime
 
 
 @dataclass
@@ -52,58 +52,6 @@ class Reranked:
     looked_up: int = 0  # candidates whose vectors were looked up
 
 
-class QueryEncoder:
-    """Encodes queries with a sentence-transformers model (loaded once), caching repeated queries (LRU).
-
-    Each query is encoded on its own, so its vector never depends on which
-    other queries shared a batch (padding changes the last bits); safe to call
-    from several threads. ``runtime="onnx"`` runs the same model on ONNX Runtime
-    (:mod:`ranker.onnx_runtime`; ``threads`` intra-op threads), falling back to
-    PyTorch when the export fails or does not reproduce PyTorch's embeddings;
-    :attr:`runtime` says which one encodes.
-    """
-
-    def __init__(self, model_dir: Path, normalize: bool, cache_size: int = 4096, runtime: str = "torch",
-                 threads: int = 1) -> None:
-        from indexing.encoding import load_encoder
-
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown query runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-        self.model = load_encoder(model_dir)
-        self.normalize = normalize
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self._onnx = None
-        if runtime == "onnx":
-            from ranker.onnx_runtime import load_onnx_embedder
-
-            self._onnx = load_onnx_embedder(self.model, threads=threads)
-        self.runtime = "onnx" if self._onnx is not None else "torch"
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for ``texts`` (float32, one row each); only unseen texts reach the model."""
-        with self._lock:
-            for text in dict.fromkeys(t for t in texts if t not in self._cache):
-                self._cache[text] = self._encode(text)
-            out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
-            for text in texts:
-                self._cache.move_to_end(text)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
-
-    def _encode(self, text: str) -> np.ndarray:
-        if self._onnx is None:
-            vector = self.model.encode([text], convert_to_numpy=True, normalize_embeddings=self.normalize,
-                                       show_progress_bar=False)[0]
-            return np.asarray(vector, dtype=np.float32)
-        vector = self._onnx.encode([text])[0]
-        if self.normalize:  # as sentence-transformers' normalize_embeddings does
-            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
-        return vector.astype(np.float32)
-
-
 class FastForward:
     """BM25 + forward index over one index directory."""
 
@@ -125,9 +73,6 @@ class FastForward:
         anything else is an error unless ``allow_encoder_mismatch``. ``query_runtime``
         and ``query_threads``: see :class:`QueryEncoder`.
         """
-        from indexing.encoding import resolve_encoder
-        from ranker.query_encoder import compatible, read_query_encoder
-
         sparse = BM25Searcher(index_dir, k1=k1, b=b)
         if "vectors" not in sparse.manifest:
             raise InputError(f"{index_dir}: has no forward index; build it with ff-index build --encoder")

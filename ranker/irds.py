@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ranker.errors import InputError
-from ranker.extras import import_extra
+from ranker.optional_deps import import_extra
 
 PREFIX = "irds:"
 ENTITIES = ("docs", "queries", "qrels")

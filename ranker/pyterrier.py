@@ -16,7 +16,7 @@ so with the same settings the pipeline gives exactly ff-rank's ranking.
 ``pt.GridSearch`` can tune them. Ranks start at PyTerrier's first rank (0).
 
 Nothing here starts or configures Java for PyTerrier: BM25 runs on the JVM
-that :mod:`indexing.java` starts, and no Terrier jar is needed.
+that :mod:`ranker.java` starts, and no Terrier jar is needed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ranker.extras import import_extra
+from ranker.optional_deps import import_extra
 from ranker.fast_forward import FastForward
 from ranker.fusion import MISSING_POLICIES, NORMALIZATIONS, interpolate
 from ranker.ranking import Ranking

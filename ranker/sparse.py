@@ -44,7 +44,7 @@ class BM25Searcher:
             raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
-        from indexing.java import autoclass
+        from ranker.java import autoclass
 
         self._searcher = autoclass("io.anserini.search.SimpleSearcher")(str(lucene_path(self.index_dir)))
         self._searcher.set_bm25(float(k1), float(b))
@@ -121,7 +121,7 @@ class _LuceneTopK:
     TIE_MARGIN = 64  # extra hits fetched so that ties at the k-th score are broken by docno, as Anserini does
 
     def __init__(self, lucene_dir: Path, docnos: np.ndarray, k1: float, b: float, analyzer: Any) -> None:
-        from indexing.java import autoclass
+        from ranker.java import autoclass
 
         directory = autoclass("org.apache.lucene.store.FSDirectory").open(
             autoclass("java.nio.file.Paths").get(str(lucene_dir)))
@@ -186,7 +186,7 @@ def anserini_tie_adjust(scores: np.ndarray) -> np.ndarray:
 
 def lucene_docnos(lucene_dir: Path) -> np.ndarray:
     """Every Lucene document's ``id`` in Lucene doc-number order (fixed-width UTF-8 bytes)."""
-    from indexing.java import autoclass
+    from ranker.java import autoclass
 
     directory = autoclass("org.apache.lucene.store.FSDirectory").open(
         autoclass("java.nio.file.Paths").get(str(lucene_dir)))

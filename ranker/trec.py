@@ -6,11 +6,11 @@ represented in these formats and is reported as an error.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from ranker.atomic import write_text_atomic
 from ranker.errors import InputError
 from ranker.textio import Source, numbered_lines, source_name
 
@@ -61,7 +61,7 @@ def write_run(df: pd.DataFrame, path: str | Path, tag: str) -> None:
         f"{q} Q0 {d} {r} {s!r} {tag}\n"
         for q, d, r, s in zip(df["qid"], df["docno"], df["rank"].tolist(), df["score"].tolist())
     ]
-    atomic_write_text(Path(path), "".join(lines))
+    write_text_atomic(path, "".join(lines))
 
 
 def read_qrels(source: Source) -> pd.DataFrame:
@@ -103,23 +103,7 @@ def write_qrels(df: pd.DataFrame, path: str | Path) -> None:
     _check_id_column(df["qid"], "query id")
     _check_id_column(df["docno"], "document id")
     lines = [f"{q} 0 {d} {int(g)}\n" for q, d, g in zip(df["qid"], df["docno"], df["label"])]
-    atomic_write_text(Path(path), "".join(lines))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (gzip if ``.gz``)."""
-    import gzip
-
-    if path.parent and not path.parent.exists():
-        raise InputError(f"{path}: directory {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        data = text.encode("utf-8")
-        with open(tmp, "wb") as handle:
-            handle.write(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, "".join(lines))
 
 
 def _check_id_column(values: pd.Series, what: str) -> None:

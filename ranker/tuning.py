@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
-import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ranker.atomic import write_json_atomic
 from ranker.errors import InputError
 from ranker.evaluation import evaluate
 from ranker.fusion import interpolate, reciprocal_rank_fusion
@@ -73,9 +72,7 @@ def tuned_file(mode: str = "ff") -> str:
 def write_tuned(index_dir: str | Path, setting: dict[str, Any], mode: str = "ff") -> None:
     """Store the tuned fusion setting with the index (``<index>/tuning.json``), atomically."""
     path = Path(index_dir) / tuned_file(mode)
-    staged = path.with_name(f".{path.name}.tmp")
-    staged.write_text(json.dumps(setting, indent=2) + "\n", encoding="utf-8")
-    os.replace(staged, path)
+    write_json_atomic(path, setting)
 
 
 def read_tuned(index_dir: str | Path, mode: str = "ff") -> dict[str, Any]:

@@ -155,7 +155,7 @@ def _timeout(timeout: int | None, budget_ms: float) -> int:
 def _check_vectors(path: Path) -> None:
     """What ``FastForward.open`` would refuse, checked here in the master, which must not start a JVM:
     forward-index files that do not match their manifest, an encoder that is not the one that built them."""
-    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
     from ranker.forward_index import ForwardIndex
 
     recorded = ForwardIndex.open(path).manifest["encoder"]

@@ -59,11 +59,34 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "index"
 
 
+STRICT = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _fail_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Under CI, turn a skip into a failure that says what was missing."""
+    if STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: every test must run, but this one skipped: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    _fail_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:
+    outcome = yield
+    _fail_skip(outcome.get_result())
+
+
 def shared_collection(name: str) -> Path:
     """Path of a shared collection; skipped (or failed in CI) when absent."""
     path = SHARED_DATA / name
     if not (path / "queries.jsonl").exists():
-        if os.environ.get("CI"):
+        if STRICT:
             pytest.fail(f"{path} is missing; CI must have ../shared/data")
         pytest.skip(f"{path} not available")
     return path

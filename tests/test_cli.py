@@ -63,7 +63,7 @@ def test_build_run_eval(tiny_beir, tmp_path):
 
 
 def test_jvm_started_elsewhere_first_is_a_clear_error():
-    code = ("import jnius\nfrom indexing.java import start_jvm\n"
+    code = ("import jnius\nfrom ranker.java import start_jvm\n"
             "try:\n    start_jvm()\nexcept RuntimeError as err:\n    print(err)\n")
     proc = run_cli("-c", code)
-    assert "the JVM was started before indexing.java could configure it" in proc.stdout, proc.stderr
+    assert "the JVM was started before ranker.java could configure it" in proc.stdout, proc.stderr

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.encoding import (DEFAULT_ENCODER, default_batch_size, embedding_dimension, encode_batch,
-                               encode_texts, encoder_fingerprint, load_encoder, prepare_texts, resolve_device,
-                               resolve_encoder, run_prepared, split_passages)
+from indexing.encoding import (default_batch_size, encode_batch, encode_texts, prepare_texts, resolve_device,
+                               run_prepared, split_passages)
+from ranker.encoders import (DEFAULT_ENCODER, embedding_dimension, encoder_fingerprint, load_encoder,
+                             resolve_encoder)
 from ranker.errors import InputError
 
 WORDS10 = " ".join(f"w{i}" for i in range(10))

@@ -12,7 +12,7 @@ TEXTS = ["dense vector forward index", "pasta water", "a much longer query about
 
 @pytest.fixture(scope="module")
 def default_dir():
-    from indexing.encoding import resolve_encoder
+    from ranker.encoders import resolve_encoder
 
     return resolve_encoder(None)
 
@@ -30,7 +30,7 @@ def test_onnx_query_vectors_equal_pytorch(default_dir, normalize):
 
 
 def test_onnx_export_of_a_pruned_model(tmp_path):
-    from indexing.encoding import load_encoder
+    from ranker.encoders import load_encoder
     from ranker.onnx_runtime import load_onnx_embedder
     from training.cli import main
 
@@ -60,7 +60,7 @@ def test_a_failed_export_falls_back_to_pytorch_with_a_warning(default_dir, monke
 def test_an_export_that_differs_from_pytorch_is_not_used(default_dir, monkeypatch, caplog):
     import ranker.onnx_runtime as onnx_runtime
 
-    from indexing.encoding import load_encoder
+    from ranker.encoders import load_encoder
 
     real = onnx_runtime.OnnxEmbedder.encode
     monkeypatch.setattr(onnx_runtime.OnnxEmbedder, "encode", lambda self, texts: real(self, texts) + 0.01)

@@ -147,7 +147,7 @@ import pyterrier as pt
 import ranker.pyterrier
 assert not jnius_config.vm_running and jnius_config.classpath is None and not pt.java.started()
 import pandas as pd
-from indexing.java import anserini_jar
+from ranker.java import anserini_jar
 from ranker.sparse import BM25Searcher
 run = BM25Searcher(sys.argv[1]).search(pd.DataFrame({"qid": ["q2"], "query": ["bm25 term frequency"]}), k=3)
 assert str(anserini_jar()) in jnius_config.classpath and not pt.java.started()

@@ -102,7 +102,7 @@ def test_distill_moves_the_student_towards_the_teacher_and_caches_the_teacher(st
 
 
 def _default_dir():
-    from indexing.encoding import resolve_encoder
+    from ranker.encoders import resolve_encoder
 
     return resolve_encoder(None)
 
@@ -166,7 +166,7 @@ def test_a_distilled_student_can_encode_the_index_queries(ff_index, student, dis
     import shutil
 
     from indexing.cli import main as ff_index_cli
-    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
     from ranker.errors import InputError
     from ranker.fast_forward import FastForward
 

@@ -25,7 +25,7 @@ def make_tiny_decoder(path: Path, family: str = "llama", layers: int = 4, seed: 
     import transformers
     from transformers import AutoTokenizer
 
-    from indexing.encoding import resolve_encoder
+    from ranker.encoders import resolve_encoder
 
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_encoder(None)))
     config_cls, model_cls = (getattr(transformers, name) for name in DECODERS[family])

@@ -110,7 +110,7 @@ def _margin(model_dir, index):
 @pytest.mark.java
 def test_cli_trains_a_query_encoder_the_index_accepts(ff_index, tmp_path, capsys):
     from indexing.cli import main as ff_index_cli
-    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
     from training.cli import main
 
     mined = write_mined(tmp_path / "mined.jsonl")

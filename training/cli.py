@@ -228,7 +228,7 @@ def _quiet() -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from indexing.encoding import encoder_fingerprint, resolve_encoder
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
     from training.models import check_out, load_model, pooling_mode, save_model
     from training.pruning import keep_for_ratio, num_layers, prune_layers
 
@@ -344,10 +344,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_report(report), flush=True)
         reports.append(report)
     if args.json:
-        from pathlib import Path
 
-        from ranker.trec import atomic_write_text
+        from ranker.atomic import write_json_atomic
 
-        atomic_write_text(Path(args.json), json.dumps(reports, indent=2) + "\n")
+        write_json_atomic(args.json, reports)
         print(f"wrote {args.json}")
     return 0

@@ -37,7 +37,8 @@ def write_dev_split(data: str | Path, out: str | Path, split: str = "train", dev
                     fraction: float = 0.15, seed: int = 0, force: bool = False) -> dict[str, int]:
     """Write the BEIR directory ``out`` (see the module docstring); returns query counts per split."""
     from ranker.topics import qrels_path
-    from ranker.trec import atomic_write_text, read_qrels
+    from ranker.atomic import write_text_atomic
+    from ranker.trec import read_qrels
 
     data, out = Path(data).resolve(), Path(out)
     if not data.is_dir():
@@ -60,7 +61,7 @@ def write_dev_split(data: str | Path, out: str | Path, split: str = "train", dev
         if other.stem != split:
             _link(other, out / "qrels" / other.name)
     for name, part in ((split, qrels[~qrels["qid"].isin(dev_qids)]), (dev, qrels[qrels["qid"].isin(dev_qids)])):
-        atomic_write_text(out / "qrels" / f"{name}.tsv", _qrels_tsv(part))
+        write_text_atomic(out / "qrels" / f"{name}.tsv", _qrels_tsv(part))
     kept = qrels.loc[~qrels["qid"].isin(dev_qids), "qid"].nunique()
     return {split: int(kept), dev: len(dev_qids)}
 

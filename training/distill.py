@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,7 +145,9 @@ def teacher_embeddings(teacher_dir: Path, texts: list[str], cache: Path, max_seq
     """The teacher's float32 embeddings of ``texts``, from ``cache`` when an earlier run computed them."""
     import numpy as np
 
-    from indexing.encoding import encode_texts, encoder_fingerprint
+    from ranker.atomic import save_npy_atomic
+    from ranker.encoders import encoder_fingerprint
+    from indexing.encoding import encode_texts
     from training.models import load_model
 
     digest = hashlib.sha256()
@@ -165,9 +166,7 @@ def teacher_embeddings(teacher_dir: Path, texts: list[str], cache: Path, max_seq
         teacher.max_seq_length = max_seq_length
     vectors = encode_texts(teacher, texts, batch_size=64, progress=progress, desc="teacher")
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, vectors, allow_pickle=False)
-    os.replace(tmp, path)
+    save_npy_atomic(path, vectors)
     return vectors
 
 
@@ -178,7 +177,7 @@ def distill(config: DistillConfig) -> dict[str, Any]:
     from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
     from transformers import set_seed
 
-    from indexing.encoding import embedding_dimension, encoder_fingerprint, resolve_encoder
+    from ranker.encoders import embedding_dimension, encoder_fingerprint, resolve_encoder
     from training.models import check_out, load_model, save_model
 
     config.validate()

@@ -29,7 +29,7 @@ MEASURES = ("nDCG@10", "R@100", "R@1000")
 def forward_index_for(model_dir: Path, index_dir: Path, corpus: Path, work: Path, progress: bool = True) -> Path:
     """A forward-index directory holding ``corpus`` encoded by ``model_dir`` (built under ``work`` if needed)."""
     from indexing.corpus import count_documents, file_checksum, read_corpus
-    from indexing.encoding import encoder_fingerprint
+    from ranker.encoders import encoder_fingerprint
     from indexing.forward_build import EncodeSettings, build_forward_index
     from ranker.forward_index import VECTORS_DIR, read_forward_manifest
 
@@ -55,7 +55,7 @@ def encode_latency(model_dir: Path, queries: list[str], repeats: int = 1) -> dic
     """Median and p95 milliseconds to encode one query, one at a time on one CPU thread."""
     import torch
 
-    from indexing.encoding import load_encoder
+    from ranker.encoders import load_encoder
 
     model = load_encoder(model_dir)
     threads = torch.get_num_threads()
@@ -82,7 +82,7 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     (a query encoder distilled from the index's encoder, see :mod:`ranker.query_encoder`).
     """
     from indexing.corpus import corpus_file
-    from indexing.encoding import resolve_encoder
+    from ranker.encoders import resolve_encoder
     from ranker.evaluation import evaluate, per_query
     from ranker.fast_forward import FastForward, QueryEncoder
     from ranker.forward_index import ForwardIndex

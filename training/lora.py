@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def add_lora(model: SentenceTransformer, r: int = 16, alpha: int = 32, dropout: float = 0.0,
              target_modules: str | list[str] = "all-linear") -> dict[str, int]:
     """Wrap the model's transformer in LoRA adapters; returns trainable and total parameter counts."""
-    from ranker.extras import import_extra
+    from ranker.optional_deps import import_extra
     from training.models import transformer_module
 
     if r < 1 or alpha <= 0:

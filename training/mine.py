@@ -48,12 +48,12 @@ def mine_negatives(index: str | Path, beir_dir: str | Path, split: str = "train"
 
 def write_jsonl(rows: pd.DataFrame, path: str | Path) -> Path:
     """Write one JSON object per row (UTF-8), to a temporary file renamed at the end."""
-    from ranker.trec import atomic_write_text
+    from ranker.atomic import write_text_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in rows.to_dict(orient="records"))
-    atomic_write_text(path, "".join(lines))
+    write_text_atomic(path, "".join(lines))
     return path
 
 

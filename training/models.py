@@ -32,7 +32,7 @@ def load_model(name_or_path: str | Path | None, device: str | None = None) -> Se
     """
     from sentence_transformers import SentenceTransformer
 
-    from indexing.encoding import resolve_encoder
+    from ranker.encoders import resolve_encoder
 
     model = SentenceTransformer(str(resolve_encoder(name_or_path)), device=device, local_files_only=True)
     tokenizer = model.tokenizer
@@ -184,7 +184,7 @@ def save_model(model: SentenceTransformer, out: str | Path, force: bool = False,
     """
     import json
 
-    from indexing.atomic import atomic_directory
+    from ranker.atomic import atomic_directory
 
     out = Path(out)
     with atomic_directory(out, force, marker=MODEL_MARKER, what="a model") as tmp:
@@ -196,6 +196,6 @@ def save_model(model: SentenceTransformer, out: str | Path, force: bool = False,
 
 def check_out(out: str | Path, force: bool) -> None:
     """Fail early (before any work) if :func:`save_model` would refuse ``out``."""
-    from indexing.atomic import check_target
+    from ranker.atomic import check_target
 
     check_target(Path(out), force, marker=MODEL_MARKER, what="a model")

@@ -193,7 +193,8 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import set_seed
 
-    from indexing.encoding import embedding_dimension, encode_texts, encoder_fingerprint, resolve_encoder
+    from ranker.encoders import embedding_dimension, encoder_fingerprint, resolve_encoder
+    from indexing.encoding import encode_texts
     from ranker.forward_index import ForwardIndex
     from training.models import check_out, load_model, save_model
     from training.trainer import train_once

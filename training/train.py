@@ -203,7 +203,8 @@ def _teacher_embeddings(config: TrainConfig, df: pd.DataFrame, student: Sentence
     """``(rows, columns, dim)``: the teacher's embedding of every text of every row, computed once."""
     import torch
 
-    from indexing.encoding import embedding_dimension, encode_texts
+    from ranker.encoders import embedding_dimension
+    from indexing.encoding import encode_texts
     from training.models import load_model
 
     teacher = load_model(config.distill_from, device=config.device)

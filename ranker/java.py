@@ -71,8 +71,8 @@ def start_jvm(heap: str | None = None) -> None:
         if not jnius_config.vm_running:
             _configure(heap or os.environ.get("FF_JAVA_HEAP", DEFAULT_HEAP))
         elif str(anserini_jar()) not in (jnius_config.classpath or []):
-            raise RuntimeError("the JVM was started before indexing.java could configure it (was jnius "
-                               "imported first?); call indexing.java.start_jvm() before importing jnius")
+            raise RuntimeError("the JVM was started before ranker.java could configure it (was jnius "
+                               "imported first?); call ranker.java.start_jvm() before importing jnius")
         import jnius  # importing jnius starts the JVM
 
         _quiet_java_logging(jnius.autoclass)

@@ -1,7 +1,7 @@
 """Write a new index directory derived from an existing one: same Lucene index, new forward index.
 
 Used by ``ff-index quantize`` and ``ff-index coalesce``. The target is built in
-a hidden temporary sibling and renamed into place (:mod:`indexing.atomic`), so
+a hidden temporary sibling and renamed into place (:mod:`ranker.atomic`), so
 an interrupted run leaves nothing that opens as an index; an existing target is
 only replaced with ``force``.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.atomic import atomic_directory
+from ranker.atomic import atomic_directory
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR, ForwardIndex
 from ranker.index_layout import LUCENE_DIR, MANIFEST, lucene_path, read_manifest
