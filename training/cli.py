@@ -5,10 +5,16 @@ against an index's vectors (``query-tune``), measure it (``evaluate``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+from typing import Any
 
 from ranker.errors import InputError, cli_entry
+from training.config import OPTIMIZERS, TrainingConfig
+from training.distill import DISTANCES, DistillConfig
+from training.query_tuning import QueryTuneConfig
+from training.train import DRO_MODES, PRECISIONS, TrainConfig
 
 POOLINGS = ("mean", "cls", "lasttoken", "weightedmean")  # training.models.POOLING_MODES, without importing it
 
@@ -79,22 +85,13 @@ def make_parser() -> argparse.ArgumentParser:
                           "or a text file with one text per line")
     dis.add_argument("--model", help="the student (default: the packaged all-MiniLM-L6-v2)")
     dis.add_argument("--teacher", help="the teacher (default: the packaged all-MiniLM-L6-v2)")
-    dis.add_argument("--out", required=True, help="model directory to write")
     dis.add_argument("--query-splits", nargs="*", default=["train"],
                      help="BEIR splits whose queries are added to the texts (default: train; none: documents only)")
     dis.add_argument("--short-texts", action="store_true",
                      help="from a BEIR directory take query-like texts (titles and the first 3 sentences of each "
                           "document) instead of whole documents: for a query encoder (ff-index query-encoder)")
-    dis.add_argument("--distance", choices=["cosine", "mse", "l2"], default="cosine",
+    dis.add_argument("--distance", choices=DISTANCES, default="cosine",
                      help="distance between student and teacher embeddings (default: cosine)")
-    dis.add_argument("--epochs", type=float, default=1.0, help="epochs over the texts (default: 1)")
-    dis.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: -1, use --epochs)")
-    dis.add_argument("--batch-size", type=int, default=32, help="texts per step (default: 32)")
-    dis.add_argument("--lr", type=float, default=1e-4, dest="learning_rate", help="peak learning rate (default: 1e-4)")
-    dis.add_argument("--warmup", type=float, default=0.1, help="linear warm-up fraction or steps (default: 0.1)")
-    dis.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
-    dis.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw", help="(default: adamw)")
-    dis.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
     dis.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
     dis.add_argument("--init-projection", action="store_true",
                      help="first fit a linear map from the student's to the teacher's embeddings by least squares "
@@ -102,11 +99,7 @@ def make_parser() -> argparse.ArgumentParser:
     dis.add_argument("--ridge", type=float, default=1e-3, help="ridge penalty of --init-projection (default: 1e-3)")
     dis.add_argument("--max-texts", type=int, help="distil on a fixed-seed sample of this many texts")
     dis.add_argument("--cache-dir", help="teacher embedding cache (default: <out>.teacher-cache)")
-    dis.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    dis.add_argument("--logging-steps", type=int, default=20, help="log every N steps (default: 20)")
-    dis.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    dis.add_argument("--force", action="store_true", help="replace an existing model directory")
-    dis.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_training_options(dis, DistillConfig, items="texts", batch="texts per step")
 
     qt = sub.add_parser("query-tune", help="train a query encoder against an index's fixed document vectors",
                         description="Contrastive training of the query side only: each training query must score "
@@ -118,24 +111,11 @@ def make_parser() -> argparse.ArgumentParser:
     qt.add_argument("--index", required=True, help="index directory whose forward index holds the documents")
     qt.add_argument("--model", help="query encoder to start from, e.g. a pruned student from ff-train distill "
                                     "(default: the index's encoder)")
-    qt.add_argument("--out", required=True, help="model directory to write")
     qt.add_argument("--negatives", type=int, default=4, help="hard negatives per query, at most (default: 4)")
-    qt.add_argument("--epochs", type=float, default=5.0, help="epochs over the queries (default: 5)")
-    qt.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: -1, use --epochs)")
-    qt.add_argument("--batch-size", type=int, default=32, help="queries per step (default: 32)")
-    qt.add_argument("--lr", type=float, default=2e-5, dest="learning_rate", help="peak learning rate (default: 2e-5)")
-    qt.add_argument("--warmup", type=float, default=0.1, help="linear warm-up fraction or steps (default: 0.1)")
-    qt.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
     qt.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale, 1/temperature (default: 20)")
     qt.add_argument("--distill-weight", type=float, default=0.0,
                     help="add this weight times (1 - cosine) to the index encoder's query embedding (default: 0)")
-    qt.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw", help="(default: adamw)")
-    qt.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
-    qt.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    qt.add_argument("--logging-steps", type=int, default=20, help="log every N steps (default: 20)")
-    qt.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    qt.add_argument("--force", action="store_true", help="replace an existing model directory")
-    qt.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_training_options(qt, QueryTuneConfig, items="queries", batch="queries per step")
 
     ev = sub.add_parser("evaluate", help="dense-only and Fast-Forward quality and query-encoding latency of a model",
                         description="Encode the corpus with --model (cached under --work), tune alpha on "
@@ -163,22 +143,11 @@ def make_parser() -> argparse.ArgumentParser:
                     help="BEIR directory (relevant pairs of --split), or a JSONL (query, positive[, negative]"
                          "[, group]) as ff-train mine writes, or a TSV query<TAB>positive[<TAB>negative[<TAB>group]]")
     tr.add_argument("--model", help="model directory to start from (default: the packaged all-MiniLM-L6-v2)")
-    tr.add_argument("--out", required=True, help="model directory to write")
     tr.add_argument("--split", default="train", help="BEIR split (default: train)")
-    tr.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: -1, use --epochs)")
-    tr.add_argument("--epochs", type=float, default=1.0, help="epochs when --max-steps is -1 (default: 1)")
-    tr.add_argument("--batch-size", type=int, default=32, help="examples per micro-batch (default: 32)")
     tr.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
-    tr.add_argument("--lr", type=float, default=2e-5, dest="learning_rate", help="peak learning rate (default: 2e-5)")
-    tr.add_argument("--warmup", type=float, default=0.1,
-                    help="linear warm-up: a fraction of the steps (< 1) or a number of steps (default: 0.1)")
-    tr.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
     tr.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale, 1/temperature (default: 20)")
     tr.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens (default: the model's)")
-    tr.add_argument("--optimizer", choices=["adamw", "sam", "asam"], default="adamw",
-                    help="sam/asam: sharpness-aware minimisation around AdamW, two passes per step (default: adamw)")
-    tr.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM neighbourhood radius (default: 0.05)")
-    tr.add_argument("--dro", choices=["none", "group"], default="none",
+    tr.add_argument("--dro", choices=DRO_MODES, default="none",
                     help="group: group DRO over the data's group field (default: none)")
     tr.add_argument("--group-key", default="group", help="JSONL field holding the group (default: group)")
     tr.add_argument("--dro-eta", type=float, default=0.01, help="group DRO step size (default: 0.01)")
@@ -190,24 +159,54 @@ def make_parser() -> argparse.ArgumentParser:
                          "extra); merged into the weights before saving")
     tr.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
     tr.add_argument("--lora-alpha", type=int, default=32, help="LoRA scaling alpha (default: 32)")
-    tr.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+    tr.add_argument("--precision", choices=PRECISIONS, default="fp32",
                     help="training precision; SAM refuses fp16 (default: fp32)")
-    tr.add_argument("--seed", type=int, default=42, help="seed for initialisation and data order (default: 42)")
     tr.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (default: 0, none)")
     tr.add_argument("--checkpoint-dir", help="checkpoint directory (default: <out>.checkpoints)")
     tr.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --checkpoint-dir")
-    tr.add_argument("--logging-steps", type=int, default=10, help="log every N steps (default: 10)")
-    tr.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    tr.add_argument("--force", action="store_true", help="replace an existing model directory")
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_training_options(tr, TrainConfig, items="examples", batch="examples per micro-batch")
     return parser
+
+
+def _add_training_options(parser: argparse.ArgumentParser, config: type[TrainingConfig], items: str,
+                          batch: str) -> None:
+    """Add the options that train, distill and query-tune share, with the defaults of their ``config`` class.
+
+    ``items`` names what an epoch goes over, ``batch`` what a batch holds.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    parser.add_argument("--out", required=True, help="model directory to write")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=float, default=defaults["epochs"],
+                     help=f"epochs over the {items} when --max-steps is -1 (default: %(default)s)")
+    opt.add_argument("--max-steps", type=int, default=defaults["max_steps"],
+                     help="optimizer steps (default: %(default)s, use --epochs)")
+    opt.add_argument("--batch-size", type=int, default=defaults["batch_size"], help=f"{batch} (default: %(default)s)")
+    opt.add_argument("--lr", type=float, default=defaults["learning_rate"], dest="learning_rate",
+                     help="peak learning rate (default: %(default)s)")
+    opt.add_argument("--warmup", type=float, default=defaults["warmup"],
+                     help="linear warm-up: a fraction of the steps (< 1) or a number of steps (default: %(default)s)")
+    opt.add_argument("--weight-decay", type=float, default=defaults["weight_decay"],
+                     help="AdamW weight decay (default: %(default)s)")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"],
+                     help="sam/asam: sharpness-aware minimisation around AdamW, two passes per step "
+                          "(default: %(default)s)")
+    opt.add_argument("--rho", type=float, default=defaults["rho"],
+                     help="SAM/ASAM neighbourhood radius, positive (default: %(default)s)")
+    opt.add_argument("--seed", type=int, default=defaults["seed"],
+                     help="seed for initialisation and data order (default: %(default)s)")
+    opt.add_argument("--logging-steps", type=int, default=defaults["logging_steps"],
+                     help="log every N steps (default: %(default)s)")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--force", action="store_true", help="replace an existing model directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 @cli_entry("ff-train")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ff-train``."""
     args = make_parser().parse_args(argv)
-    if getattr(args, "quiet", False) and args.command in ("prune", "train", "distill", "query-tune", "evaluate"):
+    if getattr(args, "quiet", False) and args.command in ("prune", "evaluate"):
         _quiet()
     commands = {"prune": _prune, "mine": _mine, "train": _train, "dev-split": _dev_split, "distill": _distill,
                 "query-tune": _query_tune, "evaluate": _evaluate}
@@ -217,6 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, InputError):
             raise
         raise InputError(str(err)) from None
+
+
+def _training_config(config: type[TrainingConfig], args: argparse.Namespace, **options: object) -> Any:
+    """The run config of a training command from its options (plus ``options``), validated before anything
+    is loaded; with --quiet, progress bars are off from here on."""
+    names = {f.name for f in dataclasses.fields(config)}
+    settings = {k: v for k, v in vars(args).items() if k in names}
+    run = config(**{**settings, "progress": not args.quiet, **options})
+    run.validate()
+    if args.quiet:
+        _quiet()
+    return run
 
 
 def _quiet() -> None:
@@ -285,11 +296,9 @@ def _mine(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import TrainConfig, train
+    from training.train import train
 
-    fields = TrainConfig.__dataclass_fields__
-    options = {k: v for k, v in vars(args).items() if k in fields}
-    config = TrainConfig(**options, progress=not args.quiet)
+    config = _training_config(TrainConfig, args)
     summary = train(config)
     if config.resume and not summary["resumed"]:
         print(f"no checkpoint in {config.checkpoints}: trained from the start")
@@ -310,23 +319,18 @@ def _dev_split(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from training.distill import DistillConfig, distill
+    from training.distill import distill
 
-    fields = DistillConfig.__dataclass_fields__
-    options = {k: v for k, v in vars(args).items() if k in fields}
-    options["query_splits"] = tuple(args.query_splits)
-    summary = distill(DistillConfig(**options, progress=not args.quiet))
+    summary = distill(_training_config(DistillConfig, args, query_splits=tuple(args.query_splits)))
     print(f"wrote {args.out} ({summary['steps']} steps on {summary['texts']:,} texts, "
           f"train loss {summary['train_loss']:.4f})")
     return 0
 
 
 def _query_tune(args: argparse.Namespace) -> int:
-    from training.query_tuning import QueryTuneConfig, query_tune
+    from training.query_tuning import query_tune
 
-    fields = QueryTuneConfig.__dataclass_fields__
-    summary = query_tune(QueryTuneConfig(**{k: v for k, v in vars(args).items() if k in fields},
-                                         progress=not args.quiet))
+    summary = query_tune(_training_config(QueryTuneConfig, args))
     print(f"wrote {args.out} ({summary['steps']} steps on {summary['examples']:,} queries with "
           f"{summary['hard_negatives']:,} hard negatives, train loss {summary['train_loss']:.4f})")
     return 0

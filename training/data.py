@@ -12,6 +12,7 @@ Sources:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -65,12 +66,7 @@ def query_positive_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _read_jsonl(path: Path, group_key: str) -> pd.DataFrame:
-    name = source_name(path)
-    rows: list[dict[str, str]] = []
-    fields: tuple[str, ...] | None = None
-    for line_no, line in numbered_lines(path):
-        if not line.strip():
-            continue
+    def row_of(name: str, line_no: int, line: str) -> dict[str, str]:
         record = json_object(name, line_no, line)
         row = {}
         for field, key in (("query", "query"), ("positive", "positive"), ("negative", "negative"),
@@ -85,26 +81,36 @@ def _read_jsonl(path: Path, group_key: str) -> pd.DataFrame:
             if not isinstance(value, str):
                 raise InputError(f"{name}:{line_no}: field {key!r} must be a string")
             row[field] = value
-        fields = _check_same_fields(name, line_no, fields, row, group_key)
-        rows.append(row)
-    return _frame(name, rows, fields)
+        return row
+
+    return _read_rows(path, row_of, group_key)
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
+    def row_of(name: str, line_no: int, line: str) -> dict[str, str]:
+        values = line.split("\t")
+        if not 2 <= len(values) <= 4:
+            raise InputError(f"{name}:{line_no}: expected 2 to 4 tab-separated fields "
+                             f"'query positive [negative [group]]', found {len(values)}")
+        return dict(zip(("query", "positive", "negative", "group"), values))
+
+    return _read_rows(path, row_of, "group")
+
+
+def _read_rows(path: Path, row_of: Callable[[str, int, str], dict[str, str]], group_key: str) -> pd.DataFrame:
+    """The rows ``row_of(name, line_no, line)`` makes of the non-blank lines; all must have the same fields."""
     name = source_name(path)
     rows: list[dict[str, str]] = []
     fields: tuple[str, ...] | None = None
     for line_no, line in numbered_lines(path):
         if not line.strip():
             continue
-        values = line.split("\t")
-        if not 2 <= len(values) <= 4:
-            raise InputError(f"{name}:{line_no}: expected 2 to 4 tab-separated fields "
-                             f"'query positive [negative [group]]', found {len(values)}")
-        row = dict(zip(("query", "positive", "negative", "group"), values))
-        fields = _check_same_fields(name, line_no, fields, row, "group")
+        row = row_of(name, line_no, line)
+        fields = _check_same_fields(name, line_no, fields, row, group_key)
         rows.append(row)
-    return _frame(name, rows, fields)
+    if not rows or fields is None:
+        raise InputError(f"{name}: no training examples found")
+    return pd.DataFrame(rows, columns=list(fields))
 
 
 def _check_same_fields(name: str, line_no: int, fields: tuple[str, ...] | None, row: dict[str, str],
@@ -119,9 +125,3 @@ def _check_same_fields(name: str, line_no: int, fields: tuple[str, ...] | None, 
         raise InputError(f"{name}:{line_no}: has fields {', '.join(here)} but earlier lines have "
                          f"{', '.join(fields)}; every line needs the same fields")
     return here
-
-
-def _frame(name: str, rows: list[dict[str, str]], fields: tuple[str, ...] | None) -> pd.DataFrame:
-    if not rows or fields is None:
-        raise InputError(f"{name}: no training examples found")
-    return pd.DataFrame(rows, columns=list(fields))

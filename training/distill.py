@@ -14,9 +14,10 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ranker.errors import InputError
+from training.config import TrainingConfig, check_max_seq_length, check_non_negative
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,52 +26,34 @@ RUN_FILE = "ff_distillation.json"
 DISTANCES = ("cosine", "mse", "l2")
 
 
-@dataclass
-class DistillConfig:
-    """Everything one distillation run depends on (saved with the model)."""
+@dataclass(kw_only=True)
+class DistillConfig(TrainingConfig):
+    """Everything one distillation run depends on (saved with the model); ``model`` is the student."""
 
     texts: str
-    out: str
     teacher: str | None = None  # None: the packaged all-MiniLM-L6-v2
-    model: str | None = None    # the student; None: the packaged all-MiniLM-L6-v2
     query_splits: tuple[str, ...] = ("train",)
     short_texts: bool = False
     distance: str = "cosine"
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 32
     learning_rate: float = 1e-4
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"
-    rho: float = 0.05
     max_seq_length: int | None = None
     max_texts: int | None = None
-    seed: int = 42
     init_projection: bool = False
     ridge: float = 1e-3
     cache_dir: str | None = None  # default: <out>.teacher-cache
-    logging_steps: int = 20
-    device: str | None = None
-    force: bool = False
-    progress: bool = True
+
+    min_batch_size: ClassVar[int] = 1  # the loss compares each text with its teacher embedding only
+    batch_size_reason: ClassVar[str] = ""
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad option."""
+        super().validate()
+        check_max_seq_length(self.max_seq_length)
         if self.distance not in DISTANCES:
             raise InputError(f"--distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
-        for name, value in {"--epochs": self.epochs, "--lr": self.learning_rate,
-                            "--logging-steps": self.logging_steps}.items():
-            if not value > 0:
-                raise InputError(f"{name} must be positive, got {value}")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise InputError(f"--max-steps must be positive (or -1 for --epochs), got {self.max_steps}")
         if self.max_texts is not None and self.max_texts < 1:
             raise InputError(f"--max-texts must be at least 1, got {self.max_texts}")
-        if self.optimizer not in ("adamw", "sam", "asam"):
-            raise InputError(f"--optimizer must be adamw, sam or asam, got {self.optimizer!r}")
+        check_non_negative("--ridge", self.ridge)
 
     @property
     def cache(self) -> Path:
@@ -172,6 +155,7 @@ def teacher_embeddings(teacher_dir: Path, texts: list[str], cache: Path, max_seq
 
 def distill(config: DistillConfig) -> dict[str, Any]:
     """Distil as ``config`` says, save the student to ``config.out``; returns the run summary."""
+    config.validate()
     import numpy as np
     from datasets import Dataset
     from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss
@@ -179,8 +163,8 @@ def distill(config: DistillConfig) -> dict[str, Any]:
 
     from ranker.encoders import embedding_dimension, encoder_fingerprint, resolve_encoder
     from training.models import check_out, load_model, save_model
+    from training.trainer import train_once
 
-    config.validate()
     check_out(config.out, config.force)
     set_seed(config.seed)
     texts = read_texts(config.texts, config.query_splits, short=config.short_texts)
@@ -205,9 +189,6 @@ def distill(config: DistillConfig) -> dict[str, Any]:
               f"{projection['cosine_before']:.4f} -> {projection['cosine_after']:.4f}")
     dataset = Dataset.from_dict({"text": texts, "label": vectors.tolist()})
     loss = EmbedDistillLoss(student, distance_metric=config.distance)
-
-    from training.trainer import train_once
-
     record = train_once(student, dataset, loss, config, prefix="ff-distill-")
     summary = {
         "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},

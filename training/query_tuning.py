@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ranker.errors import InputError
+from training.config import TrainingConfig, check_non_negative, check_positive
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,47 +33,25 @@ if TYPE_CHECKING:
 RUN_FILE = "ff_query_tuning.json"
 
 
-@dataclass
-class QueryTuneConfig:
-    """Everything one query-tuning run depends on (saved with the model)."""
+@dataclass(kw_only=True)
+class QueryTuneConfig(TrainingConfig):
+    """Everything one query-tuning run depends on (saved with the model); ``model`` is the query encoder
+    to start from (None: the index's encoder)."""
 
     data: str
     index: str
-    out: str
-    model: str | None = None  # the query encoder to start from; None: the index's encoder
     negatives: int = 4        # hard negatives per (query, positive), at most
     epochs: float = 5.0
-    max_steps: int = -1
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup: float = 0.1
-    weight_decay: float = 0.01
     scale: float = 20.0
     distill_weight: float = 0.0
-    optimizer: str = "adamw"
-    rho: float = 0.05
-    seed: int = 42
-    logging_steps: int = 20
-    device: str | None = None
-    force: bool = False
-    progress: bool = True
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad option."""
-        for name, value in {"--epochs": self.epochs, "--lr": self.learning_rate, "--scale": self.scale,
-                            "--logging-steps": self.logging_steps}.items():
-            if not value > 0:
-                raise InputError(f"{name} must be positive, got {value}")
-        if self.batch_size < 2:
-            raise InputError(f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}")
+        super().validate()
         if self.negatives < 0:
             raise InputError(f"--negatives must be at least 0, got {self.negatives}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise InputError(f"--max-steps must be positive (or -1 for --epochs), got {self.max_steps}")
-        if self.distill_weight < 0:
-            raise InputError(f"--distill-weight must be non-negative, got {self.distill_weight}")
-        if self.optimizer not in ("adamw", "sam", "asam"):
-            raise InputError(f"--optimizer must be adamw, sam or asam, got {self.optimizer!r}")
+        check_positive("--scale", self.scale)
+        check_non_negative("--distill-weight", self.distill_weight)
 
 
 @dataclass(frozen=True)
@@ -188,6 +167,7 @@ def fixed_documents_loss(model: Any, documents: torch.Tensor, scale: float = 20.
 
 def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
     """Train as ``config`` says, save the query encoder to ``config.out``; returns the run summary."""
+    config.validate()
     import numpy as np
     import torch
     from datasets import Dataset
@@ -199,7 +179,6 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
     from training.models import check_out, load_model, save_model
     from training.trainer import train_once
 
-    config.validate()
     check_out(config.out, config.force)
     set_seed(config.seed)
     index_dir = Path(config.index)

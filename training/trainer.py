@@ -1,12 +1,19 @@
-"""``FFTrainer``: sentence-transformers' trainer with SAM/ASAM steps and group-DRO weights in the logs."""
+"""``FFTrainer``: sentence-transformers' trainer with SAM/ASAM steps and group-DRO weights in the logs, and
+:func:`train_once`, which trains a model as a run config (:class:`training.config.TrainingConfig`) says."""
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformerTrainer
 
 from training.sam import SAM
+
+if TYPE_CHECKING:
+    from training.config import TrainingConfig
 
 
 class FFTrainer(SentenceTransformerTrainer):
@@ -62,33 +69,70 @@ class FFTrainer(SentenceTransformerTrainer):
         super().log(logs, *args, **kwargs)
 
 
-def train_once(model: Any, dataset: Any, loss: Any, settings: Any, prefix: str) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with ``loss``, its checkpoints in a scratch directory removed afterwards.
+def train_once(model: Any, dataset: Any, loss: Any, config: TrainingConfig, prefix: str,
+               checkpoints: Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with ``loss`` as ``config`` says (its optimizer: AdamW, SAM or ASAM).
 
-    ``settings`` is a run config (``ff-train distill``'s or ``query-tune``'s) with batch_size,
-    learning_rate, warmup, weight_decay, epochs, max_steps, seed, device, logging_steps, progress,
-    optimizer (adamw, sam or asam) and rho. Returns what the run's record keeps of the training:
-    ``steps``, ``train_loss``, ``versions`` and ``log_history``.
+    Checkpoints go to ``checkpoints`` (``resume``: continue from the latest one there), or without
+    it to a scratch directory (``prefix``) removed afterwards. Returns what a run's record keeps of
+    the training: ``steps``, ``train_loss``, ``versions`` and ``log_history``.
     """
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from training.train import make_trainer_args, versions
-
-    scratch = tempfile.mkdtemp(prefix=prefix)
+    scratch = None if checkpoints else Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        args = make_trainer_args(Path(scratch), batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                                 warmup=settings.warmup, weight_decay=settings.weight_decay, epochs=settings.epochs,
-                                 max_steps=settings.max_steps, seed=settings.seed, device=settings.device,
-                                 logging_steps=settings.logging_steps, progress=settings.progress)
-        sam = None if settings.optimizer == "adamw" else {"rho": settings.rho, "adaptive": settings.optimizer == "asam"}
-        trainer = FFTrainer(model=model, args=args, train_dataset=dataset, loss=loss, sam=sam)
-        result = trainer.train()
+        args = make_trainer_args(scratch or checkpoints, **config.trainer_options())
+        trainer = FFTrainer(model=model, args=args, train_dataset=dataset, loss=loss, sam=config.sam)
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
         return {"steps": trainer.state.global_step, "train_loss": result.training_loss, "versions": versions(),
                 "log_history": trainer.state.log_history}
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def make_trainer_args(output_dir: Path, batch_size: int, learning_rate: float, warmup: float,
+                      weight_decay: float, epochs: float, max_steps: int, seed: int, device: str | None,
+                      logging_steps: int, progress: bool, grad_accum: int = 1, max_grad_norm: float = 1.0,
+                      precision: str = "fp32", save_steps: int = 0) -> Any:
+    """sentence-transformers training arguments (``save_steps`` 0: no checkpoints)."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=learning_rate,
+        warmup_steps=warmup,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        seed=seed,
+        data_seed=seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        logging_steps=logging_steps,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_drop_last=False,
+    )
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a run trained with (recorded with the model)."""
+    from importlib import metadata
+
+    found = {}
+    for name in ("torch", "transformers", "sentence-transformers", "datasets", "accelerate"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def unwrap_optimizer(optimizer: Any) -> Any:
