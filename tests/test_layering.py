@@ -7,7 +7,6 @@ import that reaches up is still a cycle.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
