@@ -57,6 +57,8 @@ def make_parser() -> argparse.ArgumentParser:
     add.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored vector type")
     add.add_argument("--force", action="store_true", help="replace an existing forward index")
 
+    _add_ann_parser(sub)
+
     quant = sub.add_parser("quantize", help="write a copy of an index with float16, int8 or PQ vectors",
                            description="Copy an index (Lucene part and manifest) to --out with its forward index "
                                        "stored as float16, int8 scalar codes or product-quantisation codes.")
@@ -142,11 +144,65 @@ def main(argv: list[str] | None = None) -> int:
 
         record = write_query_encoder(args.index, None if args.reset else args.encoder)
         print(f"{args.index}: queries are encoded with {record['path'] if record else 'the index encoder'}")
+    elif args.command == "ann":
+        _ann(args)
     elif args.command == "shards":
         from indexing.shards_cli import run
 
         return run(args)
     return 0
+
+
+def _add_ann_parser(sub: Any) -> None:
+    from ranker.ann import PQ_MIN_VECTORS
+
+    ann = sub.add_parser("ann", help="approximate dense retrieval: build or verify <index>/ann (FAISS)",
+                         description="An ANN index over the forward index's vectors, used by --mode dense and "
+                                     "hybrid, ff-rank tune --dense-k and ff-serve when it exists (--exact forces "
+                                     "the exact scan).")
+    commands = ann.add_subparsers(dest="ann_command", required=True)
+    build = commands.add_parser(
+        "build", help="build <index>/ann",
+        description=f"Defaults by collection size: --type auto is ivf (IVF, flat codes) below {PQ_MIN_VECTORS:,} "
+                    "vectors and ivfpq (IVF-PQ) from there on; nlist = the power of two nearest 4*sqrt(vectors), "
+                    "nprobe = nlist/16 (at least 8), PQ dim/8 bytes per vector; hnsw: M 32, efConstruction 80, "
+                    "efSearch 256. IVF indexes are memory-mapped (every worker shares their pages); an HNSW "
+                    "graph is read into each process. Searches re-score a shortlist of --shortlist x k rows "
+                    "exactly with the forward index.")
+    build.add_argument("--index", required=True, help="index directory with a forward index")
+    build.add_argument("--type", choices=["auto", "ivf", "ivfpq", "hnsw"], default="auto",
+                       help="ANN structure (default: auto, see above)")
+    build.add_argument("--nlist", type=int, help="ivf/ivfpq: inverted lists")
+    build.add_argument("--nprobe", type=int, help="ivf/ivfpq: lists visited per query")
+    build.add_argument("--pq-m", type=int, help="ivfpq: bytes per vector; must divide the dimension")
+    build.add_argument("--hnsw-m", type=int, help="hnsw: neighbours per node (default 32)")
+    build.add_argument("--ef-construction", type=int, help="hnsw: build-time search width (default 80)")
+    build.add_argument("--ef-search", type=int, help="hnsw: query-time search width, at least (default 256)")
+    build.add_argument("--shortlist", type=float, help="rows asked from FAISS per result row (default 2)")
+    build.add_argument("--train-size", type=int, help="ivf/ivfpq: training sample (default 64 per list)")
+    build.add_argument("--seed", type=int, help="training sample seed (default 0)")
+    build.add_argument("--force", action="store_true", help="replace an existing ANN index")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify = commands.add_parser("verify", help="check <index>/ann against its manifest and the vectors")
+    verify.add_argument("--index", required=True, help="index directory with an ANN index")
+
+
+def _ann(args: argparse.Namespace) -> None:
+    if args.ann_command == "build":
+        from indexing.ann_build import build_ann
+
+        manifest = build_ann(args.index, type=args.type, force=args.force, progress=not args.quiet,
+                             nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m, hnsw_m=args.hnsw_m,
+                             ef_construction=args.ef_construction, ef_search=args.ef_search,
+                             shortlist=args.shortlist, train_size=args.train_size, seed=args.seed)
+        print(f"wrote {args.index}/ann ({manifest['params']['type']}, {manifest['vectors']:,} vectors, "
+              f"{manifest['file']['bytes']:,} bytes)")
+        return
+    from ranker.ann import AnnIndex
+    from ranker.forward_index import ForwardIndex
+
+    ann = AnnIndex.open(args.index, ForwardIndex.open(args.index), verify=True)
+    print(f"{ann.path}: ok ({ann.params.type}, {ann.faiss_index.ntotal:,} vectors, checksum matches)")
 
 
 def _build(args: argparse.Namespace, build_index: Any) -> dict[str, Any]:

@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from indexing.forward_writer import WRITER_KEYS
 from ranker.atomic import atomic_directory
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR, ForwardIndex
 from ranker.index_layout import LUCENE_DIR, MANIFEST, lucene_path, read_manifest
 
-# Manifest keys the forward-index writer sets itself; everything else is carried over.
-WRITER_KEYS = {"kind", "version", "created", "dim", "dtype", "similarity", "documents", "vectors", "files",
-               "quantization"}
 SUMMARY_KEYS = ("dim", "dtype", "quantization", "similarity", "documents", "vectors", "encoder", "passages",
                 "coalesced")
 CHUNK_ROWS = 65536

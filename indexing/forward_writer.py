@@ -10,8 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ranker.forward_index import DTYPES, KIND, MANIFEST, VERSION, encode_ids, sha256_file
+from ranker.forward_index import DTYPES, KIND, MANIFEST, VERSION, encode_ids, max_row_norm, sha256_file
 from ranker.quantization import Codec, code_layout
+
+# Manifest keys the writer sets itself; a derived index carries over everything else.
+WRITER_KEYS = frozenset({"kind", "version", "created", "dim", "dtype", "similarity", "documents", "vectors", "files",
+                         "quantization", "max_norm"})
 
 
 def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[int],
@@ -26,10 +30,8 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
     ``dtype`` is ignored. The manifest is written last, so a directory without
     it is never a valid index.
     """
-    reserved = {"kind", "version", "created", "dim", "dtype", "similarity", "documents", "vectors", "files",
-                "quantization"}
-    if meta and reserved & set(meta):
-        raise ValueError(f"meta must not set the reserved manifest keys {sorted(reserved & set(meta))}")
+    if meta and WRITER_KEYS & set(meta):
+        raise ValueError(f"meta must not set the reserved manifest keys {sorted(WRITER_KEYS & set(meta))}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if similarity not in ("dot", "cosine"):
@@ -52,7 +54,7 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
     width, stored = code_layout(params, dim)
     out_dir.mkdir(parents=True)
     vectors = np.lib.format.open_memmap(out_dir / "vectors.npy", mode="w+", dtype=stored, shape=(rows, width))
-    filled = 0
+    filled, max_norm = 0, 0.0
     for chunk in vector_chunks:
         chunk = np.asarray(chunk)
         if chunk.ndim != 2 or chunk.shape[1] != dim:
@@ -62,7 +64,10 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
         chunk = chunk.astype(dtype if codec is None else np.float32, copy=False)
         if not np.isfinite(chunk).all():
             raise ValueError(f"vectors contain NaN or infinite values (as {dtype if codec is None else 'float32'})")
-        vectors[filled:filled + len(chunk)] = chunk if codec is None else codec.encode(chunk)
+        stored_chunk = chunk if codec is None else codec.encode(chunk)
+        vectors[filled:filled + len(chunk)] = stored_chunk
+        scored = chunk if codec is None else codec.decode(stored_chunk)  # the norm of what is scored
+        max_norm = max(max_norm, max_row_norm(scored, len(scored)))
         filled += len(chunk)
     if filled != rows:
         raise ValueError(f"{filled} vectors given, the passage counts announce {rows}")
@@ -83,6 +88,7 @@ def write_forward_index(out_dir: Path, doc_ids: Sequence[str], counts: Sequence[
         "similarity": similarity,
         "documents": len(ids),
         "vectors": rows,
+        "max_norm": max_norm,
         **(meta or {}),
         "files": files,
     }

@@ -144,7 +144,7 @@ def shard_entry(rel: str, shard_dir: Path, source: Source) -> dict[str, Any]:
 def compose_manifest(shards: Sequence[ForwardIndex], entries: list[dict[str, Any]],
                      created: str | None = None) -> dict[str, Any]:
     """The sharded manifest: what the shards share, totals, and ``entries`` (in shard order)."""
-    from indexing.derived_index import WRITER_KEYS
+    from indexing.forward_writer import WRITER_KEYS
     from ranker.sharded import SHARDED_VERSION
 
     first = shards[0].manifest
@@ -310,7 +310,8 @@ def merge_shards(index: str | Path, out: str | Path, force: bool = False, verify
     are then carried over unchanged); otherwise merge float shards and quantise.
     """
     from ranker.atomic import atomic_directory, check_target
-    from indexing.derived_index import WRITER_KEYS, float_chunks
+    from indexing.derived_index import float_chunks
+    from indexing.forward_writer import WRITER_KEYS
     from indexing.forward_writer import write_forward_index
     from ranker.quantization import FLOAT_KINDS
     from ranker.sharded import ShardedForwardIndex

@@ -1,39 +1,95 @@
-"""Exact dense retrieval over a forward index with FAISS (``IndexFlatIP``): the dense-only baseline."""
+"""Dense-only retrieval over a forward index: exact (a block-by-block scan) or approximate (:mod:`ranker.ann`).
+
+Both score rows (vectors) and turn them into documents by MaxP (a document's score is its best
+passage's). The exact scan reads the memory-mapped vectors ``BLOCK_ROWS`` rows at a time and keeps
+a running top list per query (FAISS's ``knn`` + ``ResultHeap``), so nothing is copied whole and
+every process shares the vectors' pages; queries are searched ``QUERY_BLOCK`` at a time, so memory
+does not grow with their number either.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ranker.forward_index import ForwardIndex
+from ranker.forward_index import BLOCK_ROWS, ForwardIndex
 from ranker.ranking import Ranking
+
+if TYPE_CHECKING:
+    from ranker.ann import AnnIndex
+
+QUERY_BLOCK = 64  # queries searched together
+
+
+def exact_top_rows(index: ForwardIndex, query_vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best rows per query by inner product over every vector: ``(scores, rows)``, best first,
+    scored by the forward index's own arithmetic (as Fast-Forward and the ANN path score them).
+
+    Rows beyond the index's size are ``-1`` with score ``-inf``.
+    """
+    import faiss
+
+    queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
+    heap = faiss.ResultHeap(len(queries), n, keep_max=True)
+    for lo in range(0, index.num_vectors, BLOCK_ROWS):
+        block = np.ascontiguousarray(index.vectors[lo:lo + BLOCK_ROWS], dtype=np.float32)
+        scores, rows = faiss.knn(queries, block, min(n, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, np.where(rows >= 0, rows + lo, -1))
+    heap.finalize()
+    return index.rank_rows(queries, heap.I, n)
 
 
 class DenseSearcher:
-    """Brute-force inner-product search over every vector; document score = best passage (MaxP)."""
+    """Top-``k`` documents per query by dense score: through ``ann`` when given, else exactly."""
 
-    def __init__(self, index: ForwardIndex) -> None:
-        import faiss
-
+    def __init__(self, index: ForwardIndex, ann: AnnIndex | None = None) -> None:
         self.index = index
-        self._faiss = faiss.IndexFlatIP(index.dim)
-        self._faiss.add(np.ascontiguousarray(index.vectors, dtype=np.float32))
+        self.ann = ann
         counts = np.diff(np.asarray(index.doc_offsets))
-        self._row_doc = np.repeat(np.arange(index.num_docs), counts)
         self._max_passages = int(counts.max()) if len(counts) else 1
 
+    @property
+    def exact(self) -> bool:
+        """Whether searches scan every vector (no ANN index)."""
+        return self.ann is None
+
     def search(self, qids: Sequence[str], query_vectors: np.ndarray, k: int = 1000) -> Ranking:
-        """Top ``k`` documents per query. Searching ``k * max_passages`` rows makes MaxP exact."""
+        """Top ``k`` documents per query (all queries in one :class:`Ranking`)."""
+        blocks = list(self.search_blocks(qids, query_vectors, k))
+        if not blocks:
+            return Ranking(pd.DataFrame({"qid": [], "docno": [], "score": []}), name="dense")
+        return Ranking(pd.concat([b.df for b in blocks], ignore_index=True), name="dense")
+
+    def search_blocks(self, qids: Sequence[str], query_vectors: np.ndarray, k: int = 1000) -> Iterator[Ranking]:
+        """:meth:`search`, ``QUERY_BLOCK`` queries at a time."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        rows = min(self.index.num_vectors, k * self._max_passages)
-        scores, ids = self._faiss.search(np.ascontiguousarray(query_vectors, dtype=np.float32), rows)
-        valid = ids >= 0
+        qids = list(qids)
+        for lo in range(0, len(qids), QUERY_BLOCK):
+            yield self._search_block(qids[lo:lo + QUERY_BLOCK], query_vectors[lo:lo + QUERY_BLOCK], k)
+
+    def _search_block(self, qids: list[str], query_vectors: np.ndarray, k: int) -> Ranking:
+        if self.ann is not None:
+            scores, rows = self.ann.search(query_vectors, k)
+        else:  # searching k * max_passages rows makes MaxP exact
+            scores, rows = exact_top_rows(self.index, query_vectors, min(self.index.num_vectors,
+                                                                         k * self._max_passages))
+        return self._documents(qids, scores, rows, k)
+
+    def _documents(self, qids: list[str], scores: np.ndarray, rows: np.ndarray, k: int) -> Ranking:
+        """Rows to documents (MaxP: the best row of each document counts), top ``k`` per query."""
+        valid = rows >= 0
+        row = rows[valid]
+        if self.index.num_vectors == self.index.num_docs:
+            doc = row
+        else:
+            doc = np.searchsorted(np.asarray(self.index.doc_offsets), row, side="right") - 1
         df = pd.DataFrame({
-            "qid": np.repeat(np.asarray(qids, dtype=object), rows)[valid.ravel()],
-            "doc": self._row_doc[ids[valid]],
+            "qid": np.repeat(np.asarray(qids, dtype=object), rows.shape[1])[valid.ravel()],
+            "doc": doc,
             "score": scores[valid].astype(np.float64),
         })
         df = df.sort_values("score", ascending=False, kind="stable").drop_duplicates(["qid", "doc"])

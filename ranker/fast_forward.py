@@ -57,9 +57,8 @@ class FastForward:
 
     def __init__(self, sparse: BM25Searcher, index: ForwardIndex, encoder: QueryEncoder) -> None:
         self.sparse, self.index, self.encoder = sparse, index, encoder
-        self._dense: Any = None
+        self._searchers: dict[bool, Any] = {}  # exact or not -> ranker.dense.DenseSearcher
         self._dense_lock = threading.Lock()
-        self._max_norm: float | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
@@ -89,17 +88,26 @@ class FastForward:
         return cls(sparse, index, QueryEncoder(model_dir, normalize=index.manifest["similarity"] == "cosine",
                                                runtime=query_runtime, threads=query_threads))
 
-    def dense_search(self, queries: pd.DataFrame, k: int = 1000,
-                     query_vectors: np.ndarray | None = None) -> Ranking:
-        """Exact dense-only retrieval over the whole forward index (FAISS), the baseline to compare with."""
+    def dense_searcher(self, exact: bool = False) -> Any:
+        """The :class:`ranker.dense.DenseSearcher` of this index: through its ANN index (``ff-index ann
+        build``) when it has one, unless ``exact``; else an exact scan of every vector."""
+        from ranker.ann import AnnIndex, has_ann
         from ranker.dense import DenseSearcher
 
+        exact = exact or not has_ann(self.sparse.index_dir)
         with self._dense_lock:
-            if self._dense is None:
-                self._dense = DenseSearcher(self.index)
+            if exact not in self._searchers:
+                ann = None if exact else AnnIndex.open(self.sparse.index_dir, self.index)
+                self._searchers[exact] = DenseSearcher(self.index, ann)
+            return self._searchers[exact]
+
+    def dense_search(self, queries: pd.DataFrame, k: int = 1000, query_vectors: np.ndarray | None = None,
+                     exact: bool = False) -> Ranking:
+        """Dense-only retrieval over the whole forward index: approximate when the index has an ANN index
+        and not ``exact``, else an exact scan (FAISS)."""
         if query_vectors is None:
             query_vectors = self.encoder(queries["query"].astype(str).tolist())
-        return self._dense.search(queries["qid"].astype(str).tolist(), query_vectors, k=k)
+        return self.dense_searcher(exact).search(queries["qid"].astype(str).tolist(), query_vectors, k=k)
 
     def rank(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
              fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
@@ -182,11 +190,9 @@ class FastForward:
                                  looked_up=looked_up)
 
     def dense_bound(self, query_vector: np.ndarray) -> float:
-        """An upper bound on this query's dense score against any document: ``|q| * max |d|``."""
-        if self._max_norm is None:
-            norms = np.linalg.norm(np.asarray(self.index.vectors, dtype=np.float32), axis=1)
-            self._max_norm = float(norms.max()) if len(norms) else 0.0
-        return float(np.linalg.norm(query_vector)) * self._max_norm * (1 + 1e-5) + 1e-6
+        """An upper bound on this query's dense score against any document: ``|q| * max |d|``
+        (``max |d|`` is stored in the manifest at build time)."""
+        return float(np.linalg.norm(query_vector)) * self.index.max_norm * (1 + 1e-5) + 1e-6
 
     def rerank(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
                alpha: float = 0.35, normalization: str = "minmax", mode: str = "maxp",

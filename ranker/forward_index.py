@@ -57,6 +57,7 @@ MODES = ("maxp", "firstp", "avep", "passage")
 DTYPES = ("float32", "float16")
 PASSAGE_SEP = "#"
 HASH_MIN_DOCS = 50_000  # from this many documents on, IDs are found by hash (ranker.id_table)
+BLOCK_ROWS = 16_384  # rows gathered and scored at a time: bounds the temporary float32 copy (24 MiB at 384-d)
 
 
 def encode_ids(ids: Sequence[str]) -> np.ndarray:
@@ -248,8 +249,30 @@ class ForwardIndex:
         query_index = np.asarray(query_index, dtype=np.int64)
         if mode == "passage":
             return self._score_passages(query_vectors, query_index, docnos)
-        hit = self.lookup(docnos)
-        scores = np.full(len(docnos), np.nan, dtype=np.float32)
+        return self.score_lookup(query_vectors, query_index, self.lookup(docnos), mode=mode)
+
+    def positions(self, doc: np.ndarray) -> Lookup:
+        """The :class:`Lookup` of documents given by position (``-1``: no such document)."""
+        doc = np.asarray(doc, dtype=np.int64)
+        found = doc >= 0
+        safe = np.where(found, doc, 0)
+        offsets = self.doc_offsets
+        start = np.where(found, offsets[safe], 0).astype(np.int64)
+        count = np.where(found, offsets[safe + 1] - start, 0).astype(np.int64)
+        return Lookup(found, np.where(found, doc, -1), start, count)
+
+    def score_lookup(self, query_vectors: np.ndarray, query_index: np.ndarray, hit: Lookup,
+                     mode: str = "maxp") -> np.ndarray:
+        """Dense scores of (query, document) pairs whose documents were found already (``nan``: not found).
+
+        What :meth:`score_pairs` does after the ID look-up; a caller that knows the documents'
+        positions (:meth:`positions`) never touches a string. ``mode`` as there, except ``passage``.
+        """
+        if mode not in ("maxp", "firstp", "avep"):
+            raise ValueError(f"score_lookup takes maxp, firstp or avep, got {mode!r}")
+        query_vectors = np.asarray(query_vectors, dtype=np.float32)
+        query_index = np.asarray(query_index, dtype=np.int64)
+        scores = np.full(len(hit.found), np.nan, dtype=np.float32)
         if not hit.found.any():
             return scores
         pairs = np.flatnonzero(hit.found)
@@ -300,13 +323,51 @@ class ForwardIndex:
         scores[pairs] = self._dot(query_vectors, query_index[pairs], hit.start[pairs] + offset[pairs])
         return scores
 
+    def rank_rows(self, query_vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Score candidate ``rows`` (one row of candidates per query; ``-1``: none) with this index's own
+        arithmetic and keep the best ``k`` per query: ``(scores, rows)``, best first, ``-inf``/``-1`` padded."""
+        rows = np.asarray(rows, dtype=np.int64)
+        found = rows >= 0
+        q_rows = np.broadcast_to(np.arange(len(rows))[:, None], rows.shape)[found]
+        scores = np.full(rows.shape, -np.inf, dtype=np.float32)
+        scores[found] = self._dot(np.asarray(query_vectors, dtype=np.float32), q_rows, rows[found])
+        order = np.lexsort((rows, -scores), axis=1)[:, :k] if rows.size else np.zeros((len(rows), 0), dtype=np.int64)
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+    @property
+    def max_norm(self) -> float:
+        """The largest vector norm (of the vectors as scored): bounds any dense score by ``|q| * max_norm``.
+
+        Written to the manifest at build time; an older index computes it once, block by block.
+        """
+        stored = self.manifest.get("max_norm")
+        if stored is None:
+            stored = self.manifest["max_norm"] = max_row_norm(self.vectors, self.num_vectors)
+        return float(stored)
+
     def _dot(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Scores of pairs ``(query_vectors[q_rows[i]], row rows[i])``, gathered ``BLOCK_ROWS`` rows at a time."""
+        if len(rows) <= BLOCK_ROWS:
+            return self._dot_block(query_vectors, q_rows, rows)
+        return np.concatenate([self._dot_block(query_vectors, q_rows[lo:lo + BLOCK_ROWS], rows[lo:lo + BLOCK_ROWS])
+                               for lo in range(0, len(rows), BLOCK_ROWS)])
+
+    def _dot_block(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.codec is not None:  # quantised: score from the candidates' codes
             return self.codec.score(query_vectors, q_rows, np.asarray(self.codes[rows]))
         docs = np.asarray(self.vectors[rows], dtype=np.float32)
         if len(q_rows) and (q_rows == q_rows[0]).all():  # a single query: one matrix-vector product
             return docs @ query_vectors[q_rows[0]]
         return np.einsum("ij,ij->i", docs, query_vectors[q_rows])
+
+
+def max_row_norm(vectors: Any, rows: int) -> float:
+    """The largest L2 norm among ``vectors[:rows]`` (float32), read ``BLOCK_ROWS`` rows at a time."""
+    best = 0.0
+    for lo in range(0, rows, BLOCK_ROWS):
+        block = np.asarray(vectors[lo:lo + BLOCK_ROWS], dtype=np.float32)
+        best = max(best, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
+    return best
 
 
 def read_forward_manifest(path: Path) -> dict[str, Any]:

@@ -236,6 +236,11 @@ class ShardedForwardIndex(ForwardIndex):
         """Number of vectors (all shards)."""
         return int(self._row_base[-1])
 
+    @property
+    def max_norm(self) -> float:
+        """The largest vector norm over all shards."""
+        return max((shard.max_norm for shard in self.shards), default=0.0)
+
     @cached_property
     def doc_ids(self) -> np.ndarray:  # type: ignore[override]
         """Document IDs, shard after shard (built on first use: it reads every shard's IDs)."""
@@ -276,7 +281,7 @@ class ShardedForwardIndex(ForwardIndex):
     def _keys(self, docnos: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return self._widest._keys(docnos)
 
-    def _dot(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _dot_block(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if not len(rows):
             return np.empty(0, dtype=np.float32)
         part = np.searchsorted(self._row_base, rows, side="right") - 1

@@ -1,0 +1,203 @@
+"""Approximate dense retrieval: a FAISS index over the forward index's vectors, stored in the index directory.
+
+Layout (``<index>/ann/``, built by ``ff-index ann build``)::
+
+    manifest.json   kind, type and parameters, the forward index it was built from (the sha256 of
+                    its manifest, which lists every vector file's checksum, and its encoder's
+                    fingerprint), the FAISS file's size and sha256, build time
+    index.faiss     the FAISS index; its ids are forward-index rows
+
+Types: ``ivf`` (IVF with flat codes), ``ivfpq`` (IVF with product-quantised codes) and ``hnsw``
+(HNSW graph over flat vectors). The IVF types are opened memory-mapped (``IO_FLAG_MMAP``), so every
+process that searches them shares their pages through the page cache; FAISS reads an HNSW graph
+into each process's own memory. A search asks FAISS for a shortlist of ``shortlist * k`` rows and
+scores it again with the forward index itself, so the returned scores are exactly the scores
+Fast-Forward uses (and an IVF-PQ's coarse codes only decide which rows are looked at).
+
+An ANN index whose forward index changed since (other vectors, another encoder, documents added)
+is refused with a message to rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ranker.errors import InputError
+from ranker.forward_index import MANIFEST, VECTORS_DIR, ForwardIndex
+from ranker.index_layout import load_manifest
+from ranker.textio import sha256_file
+
+ANN_DIR = "ann"
+INDEX_FILE = "index.faiss"
+KIND = "ff-ann-index"
+VERSION = 1
+TYPES = ("ivf", "ivfpq", "hnsw")
+PQ_MIN_VECTORS = 200_000  # the automatic choice: ivf below this many vectors, ivfpq from here on
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """How an ANN index is built and searched (every field is stored in its manifest)."""
+
+    type: str
+    nlist: int = 0          # ivf, ivfpq: number of inverted lists (k-means centroids)
+    nprobe: int = 0         # ivf, ivfpq: lists visited per query
+    pq_m: int = 0           # ivfpq: sub-quantizers (bytes per vector); must divide the dimension
+    hnsw_m: int = 32        # hnsw: neighbours per node
+    ef_construction: int = 80
+    ef_search: int = 256    # hnsw: at least this many candidates explored per query
+    shortlist: float = 2.0  # rows asked from FAISS per wanted row, scored again exactly
+    train_size: int = 0     # vectors sampled for training (ivf, ivfpq); 0: all, up to 256 per list
+    seed: int = 0
+
+    @property
+    def metric(self) -> str:
+        """Inner product: dense scores are dot products (cosine on normalised vectors)."""
+        return "inner_product"
+
+
+def default_params(vectors: int, dim: int, type: str = "auto") -> AnnParams:
+    """The defaults ``ff-index ann build`` states in its ``--help``.
+
+    ``auto``: ``ivf`` below ``PQ_MIN_VECTORS`` vectors, ``ivfpq`` from there on. IVF: ``nlist`` the
+    power of two nearest ``4 * sqrt(vectors)``, ``nprobe`` = ``nlist / 16`` (at least 8); PQ: ``dim / 8``
+    sub-quantizers (1 byte each), or the largest divisor of ``dim`` not above that; HNSW: M = 32,
+    efConstruction 80, efSearch 256.
+    """
+    if type == "auto":
+        type = "ivf" if vectors < PQ_MIN_VECTORS else "ivfpq"
+    if type not in TYPES:
+        raise InputError(f"ANN type must be auto or one of {', '.join(TYPES)}, got {type!r}")
+    if type == "hnsw":
+        return AnnParams("hnsw")
+    nlist = max(1, min(vectors, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(vectors))))))
+    pq_m = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0) if type == "ivfpq" else 0
+    return AnnParams(type, nlist=nlist, nprobe=min(nlist, max(8, nlist // 16)), pq_m=pq_m)
+
+
+def check_params(params: AnnParams, vectors: int, dim: int) -> str | None:
+    """Why ``params`` cannot be built over ``vectors`` vectors of ``dim`` dimensions, or ``None``."""
+    if params.type not in TYPES:
+        return f"ANN type must be one of {', '.join(TYPES)}, got {params.type!r}"
+    if vectors < 1:
+        return "the forward index holds no vectors"
+    if params.shortlist < 1:
+        return f"--shortlist must be at least 1, got {params.shortlist}"
+    if params.type == "hnsw":
+        if params.hnsw_m < 2:
+            return f"--hnsw-m must be at least 2, got {params.hnsw_m}"
+        if params.ef_construction < 1 or params.ef_search < 1:
+            return "--ef-construction and --ef-search must be at least 1"
+        return None
+    if not 1 <= params.nlist <= vectors:
+        return f"--nlist {params.nlist} must be between 1 and the number of vectors ({vectors:,})"
+    if not 1 <= params.nprobe <= params.nlist:
+        return f"--nprobe {params.nprobe} must be between 1 and --nlist ({params.nlist})"
+    if params.type == "ivfpq":
+        if params.pq_m < 1 or dim % params.pq_m:
+            return f"--pq-m {params.pq_m} must divide the dimension {dim} (PQ splits each vector into equal parts)"
+        if vectors < 256:
+            return f"ivfpq needs at least 256 vectors to train its codebooks, the index has {vectors}"
+    if params.train_size < 0:
+        return f"--train-size must be at least 0, got {params.train_size}"
+    return None
+
+
+def forward_stamp(forward_dir: Path) -> str:
+    """What ties an ANN index to its vectors: the sha256 of the forward index's manifest."""
+    return f"sha256:{hashlib.sha256((forward_dir / MANIFEST).read_bytes()).hexdigest()}"
+
+
+def ann_dir(index_dir: str | Path) -> Path:
+    """Where an index directory keeps its ANN index."""
+    return Path(index_dir) / ANN_DIR
+
+
+def has_ann(index_dir: str | Path) -> bool:
+    """Whether ``index_dir`` holds a (finished) ANN index."""
+    return (ann_dir(index_dir) / MANIFEST).is_file()
+
+
+class AnnIndex:
+    """An opened ANN index: ``search`` returns rows of the forward index, scored exactly by it."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], faiss_index: Any, forward: ForwardIndex) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.params = AnnParams(**manifest["params"])
+        self.faiss_index = faiss_index
+        self.forward = forward
+
+    @classmethod
+    def open(cls, index_dir: str | Path, forward: ForwardIndex, verify: bool = False) -> AnnIndex:
+        """Open ``<index_dir>/ann`` for ``forward`` (the index's forward index); errors name the file."""
+        import faiss
+
+        path = ann_dir(index_dir)
+        manifest = read_ann_manifest(path)
+        forward_dir = Path(index_dir) / VECTORS_DIR
+        if manifest["built_from"]["forward_manifest"] != forward_stamp(forward_dir):
+            raise InputError(f"{path}: built from other vectors than {forward_dir} holds now (the forward index "
+                             "was rebuilt or changed since); rebuild it with ff-index ann build --force")
+        encoder = forward.manifest.get("encoder", {})
+        if manifest["built_from"].get("encoder_fingerprint") != (encoder or {}).get("fingerprint"):
+            raise InputError(f"{path}: built from vectors of another encoder; rebuild it with ff-index ann build")
+        file = path / INDEX_FILE
+        expected = manifest["file"]
+        if not file.is_file():
+            raise InputError(f"{file}: missing from the ANN index")
+        if file.stat().st_size != expected["bytes"]:
+            raise InputError(f"{file}: {file.stat().st_size} bytes, {path / MANIFEST} says {expected['bytes']} "
+                             "(truncated or replaced)")
+        if verify and sha256_file(file) != expected["sha256"]:
+            raise InputError(f"{file}: checksum does not match {path / MANIFEST}")
+        flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if manifest["params"]["type"] != "hnsw" else 0)
+        try:
+            faiss_index = faiss.read_index(str(file), flags)
+        except RuntimeError as err:
+            raise InputError(f"{file}: not a readable FAISS index ({str(err).splitlines()[0][:200]})") from None
+        if faiss_index.ntotal != forward.num_vectors or faiss_index.d != forward.dim:
+            raise InputError(f"{file}: holds {faiss_index.ntotal} vectors of dim {faiss_index.d}, the forward index "
+                             f"{forward.num_vectors} of dim {forward.dim}")
+        return cls(path, manifest, faiss_index, forward)
+
+    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """About the best ``k`` rows per query: ``(scores, rows)`` best first, scored by the forward index.
+
+        FAISS proposes ``ceil(shortlist * k)`` rows; the forward index scores them exactly.
+        Missing entries are row ``-1`` with score ``-inf``.
+        """
+        queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
+        wanted = min(self.forward.num_vectors, math.ceil(self.params.shortlist * k))
+        if self.params.type == "hnsw":
+            self.faiss_index.hnsw.efSearch = max(self.params.ef_search, wanted)
+        else:
+            self.faiss_index.nprobe = self.params.nprobe
+        _, rows = self.faiss_index.search(queries, wanted)
+        return self.forward.rank_rows(queries, rows, k)
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's summary: type, parameters, size."""
+        return {"type": self.params.type, "params": asdict(self.params), "bytes": self.manifest["file"]["bytes"]}
+
+
+def read_ann_manifest(path: Path) -> dict[str, Any]:
+    """Read and check ``<path>/manifest.json`` of an ANN index."""
+    file = path / MANIFEST
+    manifest = load_manifest(file, what="an ANN index")
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        raise InputError(f"{file}: not an ANN-index manifest")
+    if manifest.get("version") != VERSION:
+        raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {VERSION})")
+    try:
+        AnnParams(**manifest["params"])
+        manifest["built_from"]["forward_manifest"], manifest["file"]["bytes"], manifest["file"]["sha256"]
+    except (KeyError, TypeError) as err:
+        raise InputError(f"{file}: incomplete ANN manifest ({err})") from None
+    return manifest
