@@ -118,3 +118,24 @@ def reciprocal_rank_fusion(rankings: Sequence[Ranking], weights: Sequence[float]
         parts.append(df.assign(score=weight / (k + df["rank"].to_numpy(np.float64)))[["qid", "docno", "score"]])
     fused = pd.concat(parts).groupby(["qid", "docno"], sort=False, as_index=False)["score"].sum()
     return Ranking(fused, name="rrf")
+
+
+def reciprocal_rank_fusion_arrays(docnos: Sequence[str], scores: Sequence[np.ndarray],
+                                  weights: Sequence[float] | None = None, k: int = 60) -> np.ndarray:
+    """One query's :func:`reciprocal_rank_fusion` on aligned arrays: the fused score of each of ``docnos``.
+
+    Each array of ``scores`` ranks the candidates it scores (``nan``: not in that ranking) by score,
+    ties broken by docno, as :class:`~ranker.ranking.Ranking` does; a candidate gets
+    ``sum_i w_i / (k + rank_i)`` over the rankings it appears in.
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(scores)
+    if len(weights) != len(scores):
+        raise ValueError(f"{len(scores)} score arrays but {len(weights)} weights")
+    ids = np.asarray(docnos, dtype=object).astype(str)
+    fused = np.zeros(len(ids), dtype=np.float64)
+    for values, weight in zip(scores, weights):
+        values = np.asarray(values, dtype=np.float64)
+        present = np.flatnonzero(~np.isnan(values))
+        order = present[np.lexsort((ids[present], -values[present]))]
+        fused[order] += weight / (k + np.arange(1, len(order) + 1, dtype=np.float64))
+    return fused

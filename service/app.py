@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from service import docs, errors, health, openapi, page, params, search
+from service import documents, errors, health, openapi, page, params, rerank, search
 from service.config import fill_config
 from service.metrics import Metrics
 from service.resources import Registry
@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep hits' fields in the documented order
 
     errors.register(app)
-    for blueprint in (search.bp, docs.bp, health.bp, openapi.bp, page.bp):
+    for blueprint in (search.bp, rerank.bp, documents.bp, health.bp, openapi.bp, page.bp):
         app.register_blueprint(blueprint)
 
     app.extensions["ff"] = registry = Registry(app.config["INDEXES"], app.config["DEFAULT_INDEX"],

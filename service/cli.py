@@ -197,6 +197,9 @@ def serve(config: dict[str, Any], options: dict[str, Any]) -> int:
                 registry.load()  # before this worker accepts a connection: it is ready when it answers
             if registry.state == "failed":
                 raise RuntimeError(f"ff-serve: the indexes failed to load: {registry.error}")
+            from service.params import api_models
+
+            api_models(app)  # the request models (pydantic), built before the first request
             return app
 
     try:

@@ -36,8 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "INDEXES": {},               # {name: path}; from FF_INDEXES as "name=path,name2=path2" (or JSON)
     "DEFAULT_INDEX": None,       # used when a request names no index; None: the first configured
     "EAGER_LOAD": False,         # load indexes in a background thread at start-up, not on first use
-    "CANDIDATES": 1000,          # BM25 candidates (k_s) re-ranked in ff and hybrid modes
-    "DENSE_K": 100,              # hybrid mode: exact dense candidates added to BM25's, per query
+    "CANDIDATES": 1000,          # BM25 candidates (k_s) re-ranked in ff and hybrid modes; a request's candidates
+    "MAX_CANDIDATES": 10000,     # ... may ask for up to this many
+    "DENSE_K": 100,              # hybrid mode: exact dense candidates added to BM25's, per query; a request's dense_k
+    "MAX_DENSE_K": 1000,         # ... may ask for up to this many
     "DEFAULT_K": 10,
     "MAX_K": 100,
     "MAX_QUERY_CHARS": 1000,
@@ -46,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_MODE": "ff",        # bm25 for an index without vectors
     "ALPHA": 0.35,               # weight of the BM25 score in ff and hybrid modes
     "NORMALIZATION": "minmax",   # per-query score normalisation before interpolation (none|minmax|zscore)
+    "FUSION": "interpolate",     # how BM25 and dense scores are combined (interpolate|rrf)
+    "FF_MODE": "maxp",           # a document's dense score from its passages' (maxp|firstp|avep|passage)
+    "MISSING": "min",            # a candidate without a vector: its query's lowest dense score (min), or dropped (drop)
+    "MAX_RERANK_CANDIDATES": 1000,  # POST /v1/rerank: candidates per request
     "SNIPPET_CHARS": 200,
     "TORCH_THREADS": None,       # threads per worker for query encoding (torch or ONNX Runtime); None: torch's default
     "QUERY_RUNTIME": "onnx",     # onnx: the query encoder on ONNX Runtime (PyTorch if its export fails); torch
@@ -179,12 +185,17 @@ def fill_config(target: Any, overrides: Mapping[str, Any] | None = None) -> dict
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Check the search settings of an app's config; :class:`InputError` names the first bad key."""
-    from ranker.fusion import NORMALIZATIONS
+    from ranker.fast_forward import FUSIONS
+    from ranker.forward_index import MODES as FF_MODES
+    from ranker.fusion import MISSING_POLICIES, NORMALIZATIONS
 
-    for key in ("CANDIDATES", "DENSE_K", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH", "SNIPPET_CHARS",
-                "MAX_CONTENT_LENGTH"):
+    for key in ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH",
+                "MAX_RERANK_CANDIDATES", "SNIPPET_CHARS", "MAX_CONTENT_LENGTH"):
         if not _positive_int(config[key]):
             raise _bad(key, f"{key} must be a positive integer, got {config[key]!r}")
+    for key, limit in (("CANDIDATES", "MAX_CANDIDATES"), ("DENSE_K", "MAX_DENSE_K")):
+        if config[key] > config[limit]:
+            raise _bad(key, f"{key} must be at most {limit} ({config[limit]}), got {config[key]!r}")
     if not _positive_int(config["DEFAULT_K"]) or config["DEFAULT_K"] > config["MAX_K"]:
         raise _bad("DEFAULT_K", f"DEFAULT_K must be an integer from 1 to MAX_K ({config['MAX_K']}), "
                                 f"got {config['DEFAULT_K']!r}")
@@ -194,6 +205,9 @@ def check_config(config: Mapping[str, Any]) -> None:
     if config["NORMALIZATION"] not in NORMALIZATIONS:
         raise _bad("NORMALIZATION", f"NORMALIZATION must be one of {', '.join(NORMALIZATIONS)}, "
                                     f"got {config['NORMALIZATION']!r}")
+    for key, choices in (("FUSION", FUSIONS), ("FF_MODE", FF_MODES), ("MISSING", MISSING_POLICIES)):
+        if config[key] not in choices:
+            raise _bad(key, f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
     if config["DEFAULT_MODE"] not in MODES:
         raise _bad("DEFAULT_MODE", f"DEFAULT_MODE must be one of {', '.join(MODES)}, got {config['DEFAULT_MODE']!r}")
     budget = config["TIME_BUDGET_MS"]

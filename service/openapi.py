@@ -1,22 +1,24 @@
-"""``GET /openapi.json``: the OpenAPI 3.1 document of this server, built from its configuration.
+"""``GET /openapi.json``: the OpenAPI 3.1 document of this server, assembled from its models.
 
-The limits in the schemas (``k`` up to ``MAX_K``, queries up to
-``MAX_QUERY_CHARS`` characters, batches up to ``MAX_BATCH``, the served index
-names) are the ones this server enforces; ``tests/test_openapi.py`` validates
-real responses against the schemas.
+Every request and response schema is the JSON schema of a model of
+:mod:`service.models`, the same models that check requests, so the limits in
+the document (``k`` up to ``MAX_K``, queries up to ``MAX_QUERY_CHARS``
+characters, batches up to ``MAX_BATCH``, the served index names ...) are the
+ones this server enforces; ``tests/test_openapi.py`` validates real responses
+against the document and ``tests/test_schemathesis.py`` fuzzes the server
+from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
-from service.config import MODES
-from service.docs import MAX_DOCNO_CHARS
-from service.params import MAX_QID_CHARS
-from service.resources import Registry, current_registry
+from service import params
+
+if TYPE_CHECKING:
+    from service.models import ApiModels, Limits
 
 bp = Blueprint("openapi", __name__)
 
@@ -27,266 +29,11 @@ JSON = "application/json"
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI document."""
-    return jsonify(document(current_app.config, current_registry()))
+    return jsonify(document(params.api_models()))
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _response(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for an app with ``config`` serving ``registry``'s indexes."""
-    max_k, max_chars, max_batch = config["MAX_K"], config["MAX_QUERY_CHARS"], config["MAX_BATCH"]
-    names = list(registry.paths)
-    query_text = {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S",
-                  "description": f"the query text: not blank, at most {max_chars} characters"}
-    k = {"type": "integer", "minimum": 1, "maximum": max_k, "default": config["DEFAULT_K"],
-         "description": f"hits per query, 1 to {max_k}"}
-    alpha = {"type": "number", "minimum": 0, "maximum": 1, "default": config["ALPHA"],
-             "description": "ff and hybrid modes: the weight of the (normalised) BM25 score; the dense score "
-                            "gets 1 - alpha"}
-    mode = {"type": "string", "enum": list(MODES), "default": config["DEFAULT_MODE"],
-            "description": f"ff: BM25's top {config['CANDIDATES']} candidates re-ranked with dense vectors; "
-                           f"hybrid: the same plus the top {config['DENSE_K']} documents by exact dense search "
-                           "(a document BM25 did not return gets a BM25 score of 0); bm25: BM25 only; dense: "
-                           "exact dense retrieval. An index without vectors serves bm25 only (and defaults to it)."}
-    budget = config["TIME_BUDGET_MS"]
-    index = {"type": "string", "enum": names, "default": registry.default,
-             "description": f"an index this server serves (default {registry.default})"}
-    qid = {"type": "string", "minLength": 1, "maxLength": MAX_QID_CHARS, "pattern": r"\S",
-           "description": "the caller's ID for the query, unique within the batch"}
-
-    schemas: dict[str, Any] = {
-        "Hit": {
-            "type": "object", "additionalProperties": False,
-            "required": ["docno", "rank", "score", "score_sparse", "score_dense", "title", "snippet"],
-            "properties": {
-                "docno": {"type": "string"},
-                "rank": {"type": "integer", "minimum": 1},
-                "score": {"type": "number", "description": "ff and hybrid: alpha * score_sparse + (1 - alpha) * "
-                                                           "score_dense"},
-                "score_sparse": _nullable({"type": "number", "description": "the BM25 score (normalised per query "
-                                           "in ff and hybrid modes); null in dense mode"}),
-                "score_dense": _nullable({"type": "number", "description": "the dense score (normalised per query "
-                                          "in ff and hybrid modes); null in bm25 mode"}),
-                "title": _nullable({"type": "string", "description": "the stored title ('' if none)"}),
-                "snippet": _nullable({"type": "string", "description": "the start of the stored text, cut at a "
-                                      f"word, at most {config['SNIPPET_CHARS']} characters plus an ellipsis"}),
-            },
-        },
-        "Timings": {
-            "type": "object", "description": "milliseconds per stage of this request",
-            "additionalProperties": {"type": "number", "minimum": 0},
-            "properties": {stage: {"type": "number", "minimum": 0, "description": what} for stage, what in (
-                ("encode", "query encoding"), ("sparse", "BM25 search"),
-                ("dense", "exact dense search (dense mode), or of the dense candidates (hybrid mode)"),
-                ("rerank", "vector look-up, scoring and fusion"), ("documents", "titles and snippets"))},
-        },
-        "SearchSettings": {
-            "type": "object",
-            "required": ["index", "mode", "k", "alpha", "normalization", "candidates", "dense_k", "timings_ms"],
-            "properties": {
-                "index": {"type": "string", "enum": names}, "mode": {"type": "string", "enum": list(MODES)},
-                "k": {"type": "integer", "minimum": 1, "maximum": max_k},
-                "alpha": _nullable({"type": "number", "minimum": 0, "maximum": 1,
-                                    "description": "null unless ff or hybrid"}),
-                "normalization": _nullable({"type": "string", "enum": ["none", "minmax", "zscore", None],
-                                            "description": "null unless ff or hybrid"}),
-                "candidates": _nullable({"type": "integer", "minimum": 1,
-                                         "description": "BM25 candidates re-ranked; null unless ff or hybrid"}),
-                "dense_k": _nullable({"type": "integer", "minimum": 1,
-                                      "description": "dense candidates added per query; null unless hybrid"}),
-                "timings_ms": _ref("Timings"),
-            },
-        },
-        "SearchResponse": {
-            "allOf": [_ref("SearchSettings")], "unevaluatedProperties": False,
-            "type": "object", "required": ["query", "hits"],
-            "properties": {"query": {"type": "string"}, "hits": {"type": "array", "items": _ref("Hit"),
-                                                                  "maxItems": max_k}},
-        },
-        "BatchSearchResponse": {
-            "allOf": [_ref("SearchSettings")], "unevaluatedProperties": False,
-            "type": "object", "required": ["results"],
-            "properties": {"results": {
-                "type": "array", "minItems": 1, "maxItems": max_batch, "description": "in request order",
-                "items": {"type": "object", "additionalProperties": False, "required": ["qid", "query", "hits"],
-                          "properties": {"qid": {"type": "string"}, "query": {"type": "string"},
-                                         "hits": {"type": "array", "items": _ref("Hit"), "maxItems": max_k}}},
-            }},
-        },
-        "SearchRequest": {
-            "type": "object", "additionalProperties": False,
-            "description": "one query (q) or a batch (queries), not both; every field but those is optional",
-            "oneOf": [{"required": ["q"]}, {"required": ["queries"]}],
-            "properties": {
-                "q": query_text,
-                "queries": {"type": "array", "minItems": 1, "maxItems": max_batch,
-                            "description": f"1 to {max_batch} queries with distinct qids",
-                            "items": {"type": "object", "additionalProperties": False, "required": ["qid", "q"],
-                                      "properties": {"qid": qid, "q": query_text}}},
-                "k": {**k, "description": f"{k['description']}; a JSON integer (2.0 is refused)"},
-                "alpha": alpha, "mode": mode, "index": index,
-            },
-        },
-        "Document": {
-            "type": "object", "additionalProperties": False, "required": ["index", "docno", "title", "text"],
-            "properties": {"index": {"type": "string", "enum": names}, "docno": {"type": "string"},
-                           "title": {"type": "string"}, "text": {"type": "string"}},
-        },
-        "IndexList": {
-            "type": "object", "additionalProperties": False, "required": ["indexes", "config"],
-            "properties": {
-                "indexes": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False,
-                    "required": ["name", "default", "modes", "loaded", "manifest"],
-                    "properties": {
-                        "name": {"type": "string", "enum": names}, "default": {"type": "boolean"},
-                        "modes": {"type": "array", "items": {"type": "string", "enum": list(MODES)}, "minItems": 1},
-                        "loaded": {"type": "boolean"},
-                        "manifest": {"type": "object", "description": "the index's manifest.json"},
-                    }}},
-                "config": {
-                    "type": "object", "additionalProperties": False,
-                    "required": ["candidates", "dense_k", "default_k", "max_k", "alpha", "normalization",
-                                 "max_query_chars", "max_batch", "time_budget_ms"],
-                    "properties": {
-                        "candidates": {"type": "integer", "minimum": 1},
-                        "dense_k": {"type": "integer", "minimum": 1},
-                        "default_k": {"type": "integer", "minimum": 1}, "max_k": {"type": "integer", "minimum": 1},
-                        "alpha": {"type": "number", "minimum": 0, "maximum": 1},
-                        "normalization": {"type": "string", "enum": ["none", "minmax", "zscore"]},
-                        "max_query_chars": {"type": "integer", "minimum": 1},
-                        "max_batch": {"type": "integer", "minimum": 1},
-                        "time_budget_ms": {"type": "number", "minimum": 0,
-                                           "description": "a search's time budget; 0: none"},
-                    }},
-            },
-        },
-        "ErrorDetail": {
-            "type": "object", "additionalProperties": False, "required": ["code", "name", "message"],
-            "properties": {
-                "code": {"type": "integer", "minimum": 400, "maximum": 599},
-                "name": {"type": "string", "description": "the HTTP reason phrase"},
-                "message": {"type": "string", "description": "what was wrong and what is expected"},
-                "field": {"type": "string", "description": "the parameter or JSON field at fault, e.g. k or "
-                                                          "queries[1].q"},
-                "reason": {"type": "string", "enum": ["time_budget_exceeded"],
-                           "description": "why a 503: the search ran past its time budget (absent: the indexes "
-                                          "are loading or failed to load)"},
-            },
-        },
-        "Error": {"type": "object", "additionalProperties": False, "required": ["error"],
-                  "properties": {"error": _ref("ErrorDetail")}},
-        "Health": {"type": "object", "additionalProperties": False, "required": ["status"],
-                   "properties": {"status": {"const": "ok"}}},
-        "Ready": {
-            "type": "object", "additionalProperties": False, "required": ["status", "indexes"],
-            "properties": {"status": {"type": "string", "enum": ["idle", "loading", "ready", "failed"]},
-                           "indexes": {"type": "array", "items": {"type": "string"}},
-                           "load_seconds": {"type": "number", "minimum": 0},
-                           "error": _ref("ErrorDetail")},
-        },
-    }
-
-    def error_response(code: int, description: str) -> dict[str, Any]:
-        return _json({"allOf": [_ref("Error")], "properties": {"error": {"properties": {"code": {"const": code}}}}},
-                     description)
-
-    responses = {
-        "BadRequest": error_response(400, "a bad parameter, field or body; error.field names it"),
-        "NotFound": error_response(404, "an unknown index, document or URL"),
-        "MethodNotAllowed": error_response(405, "the method is not allowed; the Allow header lists those that are"),
-        "PayloadTooLarge": error_response(413, f"the body is larger than {config['MAX_CONTENT_LENGTH']} bytes"),
-        "UriTooLong": error_response(414, "the request line is too long (answered by gunicorn)"),
-        "Unavailable": error_response(503, "the indexes are still loading (Retry-After: 1) or failed to load; or "
-                                      + (f"the search ran past its time budget of {budget:g} ms (reason "
-                                         "time_budget_exceeded, Retry-After: 1)" if budget else
-                                         "(with a time budget configured) the search ran past it")),
-        "InternalError": error_response(500, "a bug; the server log has the details"),
-    }
-    common = {"404": _response("NotFound"), "405": _response("MethodNotAllowed"), "500": _response("InternalError")}
-    search_responses = {"400": _response("BadRequest"), "404": _response("NotFound"), "405": _response("MethodNotAllowed"),
-                        "500": _response("InternalError"), "503": _response("Unavailable")}
-
-    def param(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": required, "description": schema["description"],
-                "schema": {key: value for key, value in schema.items() if key != "description"}}
-
-    paths = {
-        "/v1/search": {
-            "get": {
-                "operationId": "search", "summary": "Search one query",
-                "description": "Parameters are given once each; any other parameter is a 400.",
-                "parameters": [param("q", query_text, required=True), param("k", k), param("alpha", alpha),
-                               param("mode", mode), param("index", index)],
-                "responses": {"200": _json(_ref("SearchResponse"), "the top k hits"), "414": _response("UriTooLong"),
-                              **search_responses},
-            },
-            "post": {
-                "operationId": "searchBatch", "summary": "Search one query or a batch (JSON body)",
-                "requestBody": {"required": True, "content": {JSON: {
-                    "schema": _ref("SearchRequest"),
-                    "examples": {
-                        "single": {"value": {"q": "vitamin d and cancer", "k": 10, "mode": "ff", "alpha": 0.35}},
-                        "batch": {"value": {"queries": [{"qid": "1", "q": "vitamin d"}, {"qid": "2", "q": "smoking"}],
-                                            "k": 5}},
-                    }}}},
-                "responses": {
-                    "200": _json({"oneOf": [_ref("SearchResponse"), _ref("BatchSearchResponse")]},
-                                 "SearchResponse for q, BatchSearchResponse for queries"),
-                    "413": _response("PayloadTooLarge"), **search_responses},
-            },
-        },
-        "/v1/docs/{docno}": {"get": {
-            "operationId": "document", "summary": "One stored document",
-            "parameters": [
-                {"name": "docno", "in": "path", "required": True, "description": "the document ID, byte for byte",
-                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_DOCNO_CHARS}},
-                param("index", index)],
-            "responses": {"200": _json(_ref("Document"), "the document"), "400": _response("BadRequest"),
-                          "503": _response("Unavailable"), **common},
-        }},
-        "/v1/indexes": {"get": {
-            "operationId": "indexes", "summary": "The served indexes, their modes and manifests, and the limits",
-            "responses": {"200": _json(_ref("IndexList"), "the indexes"), **common},
-        }},
-        "/healthz": {"get": {"operationId": "health", "summary": "Liveness",
-                             "responses": {"200": _json(_ref("Health"), "the process answers"), **common}}},
-        "/readyz": {"get": {
-            "operationId": "ready", "summary": "Readiness: every index loaded",
-            "responses": {"200": _json(_ref("Ready"), "ready"),
-                          "503": _json(_ref("Ready"), "still loading (Retry-After: 1), or the load failed"),
-                          **common}}},
-        "/metrics": {"get": {
-            "operationId": "metrics", "summary": "Prometheus metrics (all workers)",
-            "responses": {"200": {"description": "Prometheus text format",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}, **common}}},
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
-                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **common}}},
-        "/": {"get": {
-            "operationId": "page", "summary": "The search page; its state lives in the query string",
-            "description": "/?q=...&mode=...&alpha=...&k=...&index=... opens the page and runs that search.",
-            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
-                          **common}}},
-        "/static/{filename}": {"get": {
-            "operationId": "static", "summary": "The search page's script and style sheet",
-            "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "the file", "content": {"*/*": {"schema": {"type": "string"}}}},
-                          **common}}},
-    }
+def document(models: ApiModels) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of an app with these models."""
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Fast-Forward search", "version": "1",
@@ -294,6 +41,153 @@ def document(config: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
                                 "Every error is JSON: {\"error\": {\"code\", \"name\", \"message\", \"field\", "
                                 "\"reason\"}}; code is the HTTP status."},
         "servers": [{"url": "/"}],
-        "paths": paths,
-        "components": {"schemas": schemas, "responses": responses},
+        "paths": paths(models),
+        "components": {"schemas": models.schemas, "responses": error_responses(models.limits)},
     }
+
+
+def paths(models: ApiModels) -> dict[str, Any]:
+    """Every route of the app, by path and method."""
+    return {
+        "/v1/search": {"get": search_get(models), "post": search_post()},
+        "/v1/rerank": {"post": rerank_post(models.limits)},
+        "/v1/docs/{docno}": {"get": document_get(models)},
+        "/v1/indexes": {"get": operation("indexes", "The served indexes, their modes and manifests, and the limits",
+                                         json_response(ref("IndexList"), "the indexes"))},
+        "/healthz": {"get": operation("health", "Liveness", json_response(ref("Health"), "the process answers"))},
+        "/readyz": {"get": operation("ready", "Readiness: every index loaded", json_response(ref("Ready"), "ready"),
+                                     {"503": json_response(ref("Ready"), "still loading (Retry-After: 1), or the "
+                                                                         "load failed")})},
+        "/metrics": {"get": operation("metrics", "Prometheus metrics (all workers)",
+                                      media_response("text/plain", "Prometheus text format"))},
+        "/openapi.json": {"get": operation("openapi", "This document",
+                                           json_response({"type": "object"}, "OpenAPI 3.1"))},
+        "/": {"get": {**operation("page", "The search page; its state lives in the query string",
+                                  media_response("text/html", "HTML")),
+                      "description": "/?q=...&mode=...&alpha=...&k=...&index=... opens the page and runs that "
+                                     "search."}},
+        "/static/{filename}": {"get": {**operation("static", "The search page's script and style sheet",
+                                                   media_response("*/*", "the file")),
+                                       "parameters": [{"name": "filename", "in": "path", "required": True,
+                                                       "schema": {"type": "string"}}]}},
+    }
+
+
+def search_get(models: ApiModels) -> dict[str, Any]:
+    """``GET /v1/search``: its query parameters are the fields of the ``SearchQuery`` model."""
+    return {
+        **operation("search", "Search one query", json_response(ref("SearchResponse"), "the top k hits"),
+                    errors(400, 404, 414, 503)),
+        "description": "Parameters are given once each; any other parameter is a 400. The rules across fields of "
+                       "the SearchRequest schema hold here too: a mode other than bm25 needs an index with "
+                       "vectors, and early_stop needs normalization none and fusion interpolate.",
+        "parameters": [query_parameter(name, schema, required)
+                       for name, (schema, required) in models.query_parameters.items()],
+    }
+
+
+def search_post() -> dict[str, Any]:
+    """``POST /v1/search``: one query or a batch."""
+    examples = {
+        "single": {"value": {"q": "vitamin d and cancer", "k": 10, "mode": "ff", "alpha": 0.35}},
+        "batch": {"value": {"queries": [{"qid": "1", "q": "vitamin d"}, {"qid": "2", "q": "smoking"}], "k": 5}},
+    }
+    return {
+        **operation("searchBatch", "Search one query or a batch (JSON body)",
+                    json_response({"oneOf": [ref("SearchResponse"), ref("BatchSearchResponse")]},
+                                  "SearchResponse for q, BatchSearchResponse for queries"),
+                    errors(400, 404, 413, 503)),
+        "requestBody": request_body("SearchRequest", examples),
+    }
+
+
+def rerank_post(limits: Limits) -> dict[str, Any]:
+    """``POST /v1/rerank``: the caller's candidates re-ranked."""
+    examples = {"scored": {"value": {"q": "vitamin d", "k": 2, "candidates": [
+        {"docno": "4983", "score": 12.1}, {"docno": "5836", "score": 9.7}, {"docno": "7912", "score": 8.2}]}},
+        "unscored": {"value": {"q": "vitamin d", "candidates": [{"docno": "4983"}, {"docno": "5836"}]}}}
+    return {
+        **operation("rerank", "Re-rank a query's candidates with dense vectors",
+                    json_response(ref("RerankResponse"), "the top k of the candidates"), errors(400, 404, 413, 503)),
+        "description": f"1 to {limits.max_rerank_candidates} candidates (MAX_RERANK_CANDIDATES). With first-stage "
+                       "scores the fusion is that of /v1/search's ff mode; without, the ranking is by dense score "
+                       "alone (alpha 0, score_sparse null). A docno without a vector follows missing and is listed "
+                       "in unknown_docnos.",
+        "requestBody": request_body("RerankRequest", examples),
+    }
+
+
+def document_get(models: ApiModels) -> dict[str, Any]:
+    """``GET /v1/docs/{docno}``."""
+    from service.documents import MAX_DOCNO_CHARS
+
+    index, _ = models.query_parameters["index"]
+    return {
+        **operation("document", "One stored document", json_response(ref("Document"), "the document"),
+                    errors(400, 503)),
+        "parameters": [{"name": "docno", "in": "path", "required": True, "description": "the document ID, byte for "
+                        "byte", "schema": {"type": "string", "minLength": 1, "maxLength": MAX_DOCNO_CHARS}},
+                       query_parameter("index", index, False)],
+    }
+
+
+def operation(operation_id: str, summary: str, ok: dict[str, Any],
+              more: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An operation answering ``ok`` (200), ``more``, and the errors any route can give (404, 405, 500)."""
+    return {"operationId": operation_id, "summary": summary,
+            "responses": {"200": ok, **(more or {}), **errors(404, 405, 500)}}
+
+
+def errors(*codes: int) -> dict[str, Any]:
+    """References to the shared error responses for ``codes``."""
+    return {str(code): {"$ref": f"#/components/responses/{ERRORS[code][0]}"} for code in codes}
+
+
+def query_parameter(name: str, schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    """A query parameter with a field's schema (its description lifted out); an array is comma-separated."""
+    parameter = {"name": name, "in": "query", "required": required, "description": schema.get("description", ""),
+                 "schema": {key: value for key, value in schema.items() if key != "description"}}
+    if schema.get("type") == "array":
+        parameter.update(style="form", explode=False)
+    return parameter
+
+
+def request_body(model: str, examples: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON body with the schema of ``model``."""
+    return {"required": True, "content": {JSON: {"schema": ref(model), "examples": examples}}}
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the schema of model ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A JSON response."""
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def media_response(media_type: str, description: str) -> dict[str, Any]:
+    """A response that is a string of ``media_type``."""
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+ERRORS = {
+    400: ("BadRequest", "a bad parameter, field or body; error.field names it"),
+    404: ("NotFound", "an unknown index, document or URL"),
+    405: ("MethodNotAllowed", "the method is not allowed; the Allow header lists those that are"),
+    413: ("PayloadTooLarge", "the body is larger than {max_content_length} bytes"),
+    414: ("UriTooLong", "the request line is too long (answered by gunicorn)"),
+    500: ("InternalError", "a bug; the server log has the details"),
+    503: ("Unavailable", "the indexes are still loading (Retry-After: 1) or failed to load; or {budget}"),
+}
+
+
+def error_responses(limits: Limits) -> dict[str, Any]:
+    """The shared error responses: the ``Error`` schema with ``code`` fixed to the status."""
+    budget = (f"the search ran past its time budget of {limits.time_budget_ms:g} ms (reason time_budget_exceeded, "
+              "Retry-After: 1)" if limits.time_budget_ms else "(with a time budget configured) the search ran past it")
+    return {name: json_response({"allOf": [ref("Error")], "properties": {"error": {"properties": {
+                                    "code": {"const": code}}}}},
+                                description.format(max_content_length=limits.max_content_length, budget=budget))
+            for code, (name, description) in ERRORS.items()}

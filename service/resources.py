@@ -15,13 +15,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service.config import check_index
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ranker.fast_forward import FastForward
     from ranker.sparse import BM25Searcher
 
@@ -39,6 +41,26 @@ class Hit(NamedTuple):
     score: float
     score_sparse: float | None
     score_dense: float | None
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How one query's candidates are re-ranked with their vectors (checked at the door).
+
+    ``fusion="interpolate"``: ``alpha * sparse + (1 - alpha) * dense`` after per-query ``normalization``
+    (``FastForward.rerank``); ``"rrf"``: weighted reciprocal rank fusion of the two rankings (weights
+    ``alpha`` and ``1 - alpha``; no normalisation). ``ff_mode``: a document's dense score from its
+    passages'. ``missing``: a candidate without a vector gets its query's lowest dense score (``min``) or is
+    dropped (``drop``). ``early_stop=n``: only the exact top n, skipping look-ups that cannot change them
+    (interpolation with ``normalization="none"`` and ``missing="drop"`` only).
+    """
+
+    alpha: float = 0.35
+    normalization: str = "minmax"
+    fusion: str = "interpolate"
+    ff_mode: str = "maxp"
+    missing: str = "min"
+    early_stop: int | None = None
 
 
 @dataclass
@@ -59,8 +81,8 @@ class IndexHandle:
         """Whether the index has a forward index (ff, dense and hybrid modes)."""
         return self.ff is not None
 
-    def search(self, queries: list[tuple[str, str]], k: int, mode: str, alpha: float, normalization: str,
-               candidates: int, dense_k: int = 0, checkpoint: Callable[[str], None] | None = None,
+    def search(self, queries: list[tuple[str, str]], k: int, mode: str, fusion: Fusion, candidates: int,
+               dense_k: int = 0, checkpoint: Callable[[str], None] | None = None,
                ) -> tuple[dict[str, list[Hit]], dict[str, float]]:
         """Top ``k`` per query (``(qid, text)`` pairs) as ``{qid: [Hit, ...]}`` in rank order, and the
         seconds each stage took (summed over the queries). Arguments are assumed valid (checked at the door).
@@ -113,11 +135,67 @@ class IndexHandle:
             if not docnos:
                 continue
             with stages("rerank"):  # vector look-up + scoring + fusion
-                top = self.ff.rerank(vector, docnos, scores, alpha=alpha, normalization=normalization)
-                n = min(k, len(top.docnos))
-                out[qid] = [Hit(*hit) for hit in zip(top.docnos[:n], range(1, n + 1), top.score[:n].tolist(),
-                                                      top.score_sparse[:n].tolist(), top.score_dense[:n].tolist())]
+                out[qid] = self.fuse(vector, docnos, scores, k, fusion)
         return out, stages.timings
+
+    def rerank(self, text: str, docnos: list[str], scores: np.ndarray | None, k: int, fusion: Fusion,
+               checkpoint: Callable[[str], None] | None = None,
+               ) -> tuple[list[Hit], list[str], dict[str, float]]:
+        """The caller's candidates for ``text`` re-ranked: the top ``k`` hits, the docnos without a vector
+        (in candidate order), and the seconds per stage. Without first-stage ``scores`` the ranking is
+        dense only (as with ``alpha=0``; the hits' ``score_sparse`` is ``None``)."""
+        import numpy as np
+
+        assert self.ff is not None
+        stages = _Stages(checkpoint)
+        with stages("encode"):
+            vector = self.ff.encoder([text])[0]
+        with stages("rerank"):
+            dense_only = scores is None
+            if dense_only:
+                fusion = replace(fusion, alpha=0.0)
+                scores = np.zeros(len(docnos))
+            dense = self.ff.index.score_pairs(vector.reshape(1, -1), np.zeros(len(docnos), dtype=np.int64),
+                                              docnos, mode=fusion.ff_mode)
+            unknown = [d for d, absent in zip(docnos, np.isnan(dense).tolist()) if absent]  # nan: no vector
+            hits = self.fuse(vector, docnos, scores, k, fusion)
+        if dense_only:
+            hits = [hit._replace(score_sparse=None) for hit in hits]
+        return hits, unknown, stages.timings
+
+    def fuse(self, vector: np.ndarray, docnos: list[str], scores: np.ndarray, k: int, fusion: Fusion) -> list[Hit]:
+        """One query's candidates (``docnos`` with their BM25 ``scores``) re-ranked: the top ``k`` hits."""
+        assert self.ff is not None
+        if fusion.fusion == "rrf":
+            docnos, score, sparse, dense = self._reciprocal_rank_fusion(vector, docnos, scores, fusion)
+        else:
+            top = self.ff.rerank(vector, docnos, scores, alpha=fusion.alpha, normalization=fusion.normalization,
+                                 mode=fusion.ff_mode, missing=fusion.missing, early_stop=fusion.early_stop)
+            docnos, score, sparse, dense = top.docnos, top.score, top.score_sparse, top.score_dense
+        n = min(k, len(docnos))
+        return [Hit(*hit) for hit in zip(docnos[:n], range(1, n + 1), score[:n].tolist(), sparse[:n].tolist(),
+                                         dense[:n].tolist())]
+
+    def _reciprocal_rank_fusion(self, vector: np.ndarray, docnos: list[str], scores: np.ndarray,
+                                fusion: Fusion) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """RRF of the BM25 and dense rankings of the candidates, best first (ties by docno), with the raw
+        scores as components (a candidate without a vector: dense ``nan``, or dropped)."""
+        import numpy as np
+
+        from ranker.fusion import reciprocal_rank_fusion_arrays
+
+        assert self.ff is not None
+        sparse = np.asarray(scores, dtype=np.float64)
+        dense = self.ff.index.score_pairs(np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                                          np.zeros(len(docnos), dtype=np.int64), docnos,
+                                          mode=fusion.ff_mode).astype(np.float64)
+        ids = np.asarray(docnos, dtype=object)
+        if fusion.missing == "drop":
+            keep = ~np.isnan(dense)
+            ids, sparse, dense = ids[keep], sparse[keep], dense[keep]
+        fused = reciprocal_rank_fusion_arrays(ids, [sparse, dense], weights=[fusion.alpha, 1.0 - fusion.alpha])
+        order = np.lexsort((ids.astype(str), -fused))
+        return ids[order].tolist(), fused[order], sparse[order], dense[order]
 
     def document(self, docno: str) -> dict[str, Any] | None:
         """The stored document (``id``, ``contents``, ``title``), or ``None``."""
@@ -167,8 +245,8 @@ def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch
 
 def _warm_up(handle: IndexHandle) -> None:
     """One tiny search per stage, so the first user request does not pay for lazy initialisation."""
-    handle.search([("warm-up", "warm up")], k=1, mode="ff" if handle.has_vectors else "bm25", alpha=0.5,
-                  normalization="minmax", candidates=10)
+    handle.search([("warm-up", "warm up")], k=1, mode="ff" if handle.has_vectors else "bm25", fusion=Fusion(),
+                  candidates=10)
 
 
 class Registry:

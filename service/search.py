@@ -12,7 +12,11 @@ Modes:
 
 In ``ff`` and ``hybrid`` modes ``score = alpha * score_sparse + (1 - alpha) * score_dense``,
 where both components are normalised per query (``normalization`` in the
-response, ``NORMALIZATION`` in the config; ``minmax`` by default).
+response, ``NORMALIZATION`` in the config; ``minmax`` by default), or with
+``fusion=rrf`` the reciprocal rank fusion of the two rankings. A request may
+set ``alpha``, ``normalization``, ``fusion``, ``ff_mode``, ``candidates``,
+``dense_k``, ``early_stop`` and the hit ``fields`` within the limits of the
+configuration (:mod:`service.models`); the response says what was used.
 
 A search that runs past ``TIME_BUDGET_MS`` (checked after every stage of every
 query, and while the hits' documents are read) is answered 503 with
@@ -28,14 +32,13 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from service import params
 from service.budget import Budget
 from service.config import FUSED_MODES
-from service.docs import snippet, split_document
+from service.documents import snippet, split_document
 from service.errors import TimeBudgetExceeded
-from service.resources import Hit, IndexHandle, current_registry, loaded_registry
+from service.resources import Hit, IndexHandle, loaded_registry
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -44,70 +47,78 @@ log = logging.getLogger(__name__)
 @bp.get("/search")
 def search_get() -> Response:
     """One query from the query string."""
-    return _search(params.from_query_string(request.args, current_app.config, current_registry()))
+    return _search(params.from_query_string(request.args, params.api_models()))
 
 
 @bp.post("/search")
 def search_post() -> Response:
     """One query (``q``) or a batch (``queries``) from a JSON body."""
-    data = request.get_data()
-    limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(data) >= limit:
-        raise RequestEntityTooLarge()  # a chunked body, which werkzeug cuts at the limit without a word
-    return _search(params.from_json_body(data, current_app.config, current_registry()))
+    return _search(params.from_json_body(params.request_body(request), params.api_models()))
 
 
 def _search(req: params.SearchRequest) -> Response:
     config = current_app.config
     handle = loaded_registry().get(req.index)
     budget = Budget(config["TIME_BUDGET_MS"])  # from here: loading the indexes does not count
-    fused = req.mode in FUSED_MODES
-    candidates = max(config["CANDIDATES"], req.k)
-    dense_k = config["DENSE_K"] if req.mode == "hybrid" else 0
     try:
-        ranked, timings = handle.search(req.queries, k=req.k, mode=req.mode, alpha=req.alpha,
-                                        normalization=config["NORMALIZATION"], candidates=candidates,
-                                        dense_k=dense_k, checkpoint=budget.check)
+        ranked, timings = handle.search(req.queries, k=req.k, mode=req.mode, fusion=req.fusion,
+                                        candidates=req.candidates, dense_k=req.dense_k, checkpoint=budget.check)
         start = time.perf_counter()
-        hits = _hits(ranked, handle, config["SNIPPET_CHARS"], budget)
+        hits = {qid: hit_fields(hits, handle, req.fields, config["SNIPPET_CHARS"], budget)
+                for qid, hits in ranked.items()}
         timings["documents"] = time.perf_counter() - start
     except TimeBudgetExceeded as err:
-        current_app.extensions["ff_metrics"].observe_over_budget(req.index, req.mode, err.stage)
-        log.warning("%s search of %d %s over its time budget: %s", req.mode, len(req.queries),
-                    "query" if len(req.queries) == 1 else "queries", err.description)
+        over_budget(err, req.index, req.mode, len(req.queries))
         raise
     current_app.extensions["ff_metrics"].observe_search(req.index, req.mode, len(req.queries), timings)
+    fused = req.mode in FUSED_MODES
+    fusion = req.fusion
     body: dict[str, Any] = {
         "index": req.index, "mode": req.mode, "k": req.k,
-        "alpha": req.alpha if fused else None,
-        "normalization": config["NORMALIZATION"] if fused else None,
-        "candidates": candidates if fused else None,
-        "dense_k": dense_k or None,
+        "alpha": fusion.alpha if fused else None,
+        "normalization": fusion.normalization if fused and fusion.fusion == "interpolate" else None,
+        "fusion": fusion.fusion if fused else None,
+        "ff_mode": fusion.ff_mode if fused else None,
+        "candidates": req.candidates if fused else None,
+        "dense_k": req.dense_k or None,
+        "early_stop": fusion.early_stop if fused else None,
+        "fields": req.fields,
     }
     if req.batch:
         body["results"] = [{"qid": qid, "query": text, "hits": hits.get(qid, [])} for qid, text in req.queries]
     else:
         (qid, text), = req.queries
         body.update(query=text, hits=hits.get(qid, []))
-    body["timings_ms"] = {stage: round(1000 * s, 3) for stage, s in timings.items()}
+    body["timings_ms"] = milliseconds(timings)
     return jsonify(body)
 
 
-def _hits(ranked: dict[str, list[Hit]], handle: IndexHandle, snippet_chars: int,
-          budget: Budget) -> dict[str, list[dict[str, Any]]]:
-    """``{qid: [hit, ...]}`` in rank order, each with the stored title and a snippet; the budget is checked
-    after each query's documents."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for qid, hits in ranked.items():
-        out[qid] = []
-        for hit in hits:
-            doc = handle.document(hit.docno)
-            title, text = split_document(doc) if doc is not None else (None, "")
-            out[qid].append({
-                "docno": hit.docno, "rank": hit.rank, "score": _number(hit.score),
+def over_budget(err: TimeBudgetExceeded, index: str, mode: str, queries: int) -> None:
+    """Count and log a search stopped by its time budget."""
+    current_app.extensions["ff_metrics"].observe_over_budget(index, mode, err.stage)
+    log.warning("%s search of %d %s over its time budget: %s", mode, queries, "query" if queries == 1 else "queries",
+                err.description)
+
+
+def milliseconds(timings: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage as milliseconds (for ``timings_ms``)."""
+    return {stage: round(1000 * s, 3) for stage, s in timings.items()}
+
+
+def hit_fields(hits: list[Hit], handle: IndexHandle, fields: list[str], snippet_chars: int,
+               budget: Budget) -> list[dict[str, Any]]:
+    """One query's hits in rank order, each with ``fields`` (its stored title and a snippet read only if asked
+    for); the budget is checked after the query's documents."""
+    documents = "title" in fields or "snippet" in fields
+    out = []
+    for hit in hits:
+        doc = handle.document(hit.docno) if documents else None
+        title, text = split_document(doc) if doc is not None else (None, "")
+        full = {"docno": hit.docno, "rank": hit.rank, "score": _number(hit.score),
                 "score_sparse": _number(hit.score_sparse), "score_dense": _number(hit.score_dense),
-                "title": title, "snippet": snippet(text, snippet_chars) if doc is not None else None,
-            })
+                "title": title, "snippet": snippet(text, snippet_chars) if doc is not None else None}
+        out.append({name: full[name] for name in fields})
+    if documents:
         budget.check("documents")
     return out
 

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ranker.fusion import interpolate, normalize, reciprocal_rank_fusion
+from ranker.fusion import (
+    interpolate,
+    normalize,
+    reciprocal_rank_fusion,
+    reciprocal_rank_fusion_arrays,
+)
 from ranker.ranking import Ranking
 
 # q1: "c" has no dense score; "x" is dense-only (not a sparse candidate) and must be ignored.
@@ -268,6 +273,34 @@ def test_rrf_small_k_and_single_ranking():
 def test_rrf_ignores_scores_only_ranks():
     scaled = Ranking.from_dict({"q1": {"a": 3000.0, "b": -2.0, "c": -100.0}, "q2": {"z": 1e9}})
     assert reciprocal_rank_fusion([scaled, R2]) == reciprocal_rank_fusion([R1, R2])
+
+
+def test_rrf_arrays_hand_computed():
+    # R1 and R2 of q1 on the candidates a, b, c, d (nan: not in that ranking); b and e tie in the second.
+    docnos = ["a", "b", "c", "d", "e"]
+    nan = float("nan")
+    fused = reciprocal_rank_fusion_arrays(docnos, [np.array([3.0, 2.0, 1.0, nan, nan]),
+                                                   np.array([nan, 8.0, nan, 9.0, 8.0])], weights=[1.0, 0.5])
+    assert fused.tolist() == pytest.approx([1 / 61, 1 / 62 + 0.5 / 62, 1 / 63, 0.5 / 61, 0.5 / 63], rel=1e-12)
+    assert reciprocal_rank_fusion_arrays(["x"], [np.array([nan])]).tolist() == [0.0]
+
+
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=1),
+       st.floats(0, 1))
+@settings(max_examples=50, deadline=None)
+def test_rrf_arrays_are_reciprocal_rank_fusion(pairs, alpha):
+    """Integer scores: many ties, broken by docno in both; -3 stands for "not in that ranking"."""
+    docnos = list(pairs)
+    sparse = np.array([float("nan") if s == -3 else s for s, _ in pairs.values()])
+    dense = np.array([float("nan") if d == -3 else d for _, d in pairs.values()])
+    rankings = [Ranking.from_dict({"q": {d: s for d, s in zip(docnos, scores) if not math.isnan(s)}})
+                for scores in (sparse, dense)]
+    rankings = [r for r in rankings if len(r)]
+    weights = [w for w, scores in zip((alpha, 1 - alpha), (sparse, dense)) if not np.isnan(scores).all()]
+    want = reciprocal_rank_fusion(rankings, weights=weights).scores_by_query().get("q", {}) if rankings else {}
+    got = reciprocal_rank_fusion_arrays(docnos, [sparse, dense], weights=[alpha, 1 - alpha])
+    assert {d: s for d, s in zip(docnos, got.tolist()) if d in want} == pytest.approx(want, rel=1e-12)
+    assert all(s == 0 for d, s in zip(docnos, got.tolist()) if d not in want)
 
 
 @pytest.mark.parametrize("weights, message", [

@@ -436,6 +436,13 @@ def test_config_from_environment(ff_index, tiny_index, monkeypatch):
     ({"INDEXES": "a={index}", "TIME_BUDGET_MS": -1}, "TIME_BUDGET_MS must be a number of milliseconds, 0 or more"),
     ({"INDEXES": "a={index}", "TIME_BUDGET_MS": "2s"}, "TIME_BUDGET_MS must be a number of milliseconds"),
     ({"INDEXES": "a={index}", "EAGER_LOAD": "yes"}, "EAGER_LOAD must be true or false, got 'yes'"),
+    ({"INDEXES": "a={index}", "CANDIDATES": 2000, "MAX_CANDIDATES": 1000},
+     "CANDIDATES must be at most MAX_CANDIDATES (1000), got 2000"),
+    ({"INDEXES": "a={index}", "MAX_DENSE_K": 50}, "DENSE_K must be at most MAX_DENSE_K (50), got 100"),
+    ({"INDEXES": "a={index}", "FUSION": "sum"}, "FUSION must be one of interpolate, rrf, got 'sum'"),
+    ({"INDEXES": "a={index}", "FF_MODE": "max"}, "FF_MODE must be one of maxp, firstp, avep, passage, got 'max'"),
+    ({"INDEXES": "a={index}", "MISSING": "zero"}, "MISSING must be one of min, drop, got 'zero'"),
+    ({"INDEXES": "a={index}", "MAX_RERANK_CANDIDATES": 0}, "MAX_RERANK_CANDIDATES must be a positive integer, got 0"),
 ])
 def test_bad_configuration_fails_at_start(ff_index, monkeypatch, config, message):
     monkeypatch.delenv("FF_INDEXES", raising=False)

@@ -11,7 +11,7 @@ from service.config import MODES
 from service.errors import InvalidParameter, UnknownIndex, shorten
 from service.resources import current_registry, loaded_registry
 
-bp = Blueprint("docs", __name__, url_prefix="/v1")
+bp = Blueprint("documents", __name__, url_prefix="/v1")
 
 MAX_DOCNO_CHARS = 512
 
@@ -66,5 +66,6 @@ def indexes() -> Response:
          "loaded": registry.ready, "manifest": registry.manifests[name]}
         for name in registry.paths
     ], config={key.lower(): current_app.config[key] for key in
-               ("CANDIDATES", "DENSE_K", "DEFAULT_K", "MAX_K", "ALPHA", "NORMALIZATION", "MAX_QUERY_CHARS",
-                "MAX_BATCH", "TIME_BUDGET_MS")})
+               ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "DEFAULT_K", "MAX_K", "ALPHA",
+                "NORMALIZATION", "FUSION", "FF_MODE", "MISSING", "MAX_QUERY_CHARS", "MAX_BATCH",
+                "MAX_RERANK_CANDIDATES", "TIME_BUDGET_MS")})
