@@ -223,7 +223,7 @@ class _Stages:
 def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch", threads: int = 1) -> IndexHandle:
     """Open the index at ``path`` once per process (JVM, Lucene, forward index, encoder) and warm it up.
 
-    ``query_runtime`` and ``threads``: how queries are encoded (:class:`ranker.fast_forward.QueryEncoder`).
+    ``query_runtime`` and ``threads``: how queries are encoded (:class:`ranker.query_encoder.QueryEncoder`).
     """
     with_vectors = "vectors" in manifest
     key = (str(path.resolve()), str(manifest.get("created")), with_vectors, query_runtime, threads)

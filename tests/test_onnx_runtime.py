@@ -19,7 +19,7 @@ def default_dir():
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_onnx_query_vectors_equal_pytorch(default_dir, normalize):
-    from ranker.fast_forward import QueryEncoder
+    from ranker.query_encoder import QueryEncoder
 
     torch_encoder = QueryEncoder(default_dir, normalize=normalize)
     onnx_encoder = QueryEncoder(default_dir, normalize=normalize, runtime="onnx")
@@ -44,7 +44,7 @@ def test_onnx_export_of_a_pruned_model(tmp_path):
 
 def test_a_failed_export_falls_back_to_pytorch_with_a_warning(default_dir, monkeypatch, caplog):
     import ranker.onnx_runtime as onnx_runtime
-    from ranker.fast_forward import QueryEncoder
+    from ranker.query_encoder import QueryEncoder
 
     def broken(*args, **kwargs):
         raise RuntimeError("unsupported operator\nmore detail")
@@ -70,7 +70,7 @@ def test_an_export_that_differs_from_pytorch_is_not_used(default_dir, monkeypatc
 
 
 def test_unknown_runtime_is_an_error(default_dir):
-    from ranker.fast_forward import QueryEncoder
+    from ranker.query_encoder import QueryEncoder
 
     with pytest.raises(ValueError, match="unknown query runtime 'gpu'; choose one of torch, onnx"):
         QueryEncoder(default_dir, normalize=True, runtime="gpu")

@@ -84,7 +84,8 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     from indexing.corpus import corpus_file
     from ranker.encoders import resolve_encoder
     from ranker.evaluation import evaluate, per_query
-    from ranker.fast_forward import FastForward, QueryEncoder
+    from ranker.fast_forward import FastForward
+    from ranker.query_encoder import QueryEncoder
     from ranker.forward_index import ForwardIndex
     from ranker.fusion import interpolate
     from ranker.sparse import BM25Searcher
