@@ -17,6 +17,7 @@ from ranker.atomic import staged_directory, write_json_atomic
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR
 from ranker.index_layout import MANIFEST, read_manifest
+from ranker.row_map import write_row_map
 from ranker.textio import numbered_lines
 
 
@@ -79,4 +80,5 @@ def add_vectors(index: Path, vectors_path: Path, ids_path: Path, encoder: str | 
                                                          "encoder", "passages")}
     manifest["vectors"]["dir"] = VECTORS_DIR
     write_json_atomic(index / MANIFEST, manifest)
+    write_row_map(index)
     return manifest

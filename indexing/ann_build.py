@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ranker.ann import INDEX_FILE, KIND, VERSION, AnnParams, ann_dir, check_params, default_params, forward_stamp
+from ranker.ann import INDEX_FILE, KIND, VERSION, AnnParams, ann_dir, check_params, default_params
 from ranker.atomic import atomic_directory, check_target, write_json_atomic
 from ranker.errors import InputError
-from ranker.forward_index import BLOCK_ROWS, MANIFEST, VECTORS_DIR, ForwardIndex
+from ranker.forward_index import BLOCK_ROWS, MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
 from ranker.index_layout import read_manifest
 from ranker.textio import sha256_file
 
@@ -53,7 +53,7 @@ def build_ann(index_dir: str | Path, type: str = "auto", force: bool = False, pr
     params = resolve_params(forward, type, **overrides)
     target = ann_dir(index_dir)
     check_target(target, force, marker=MANIFEST, what="an ANN index")  # before any work
-    stamp = forward_stamp(index_dir / VECTORS_DIR)
+    stamp = manifest_sha256(index_dir / VECTORS_DIR)
     start = time.perf_counter()
     ann = _empty_index(faiss, params, forward.dim)
     if params.type != "hnsw":
@@ -74,7 +74,7 @@ def build_ann(index_dir: str | Path, type: str = "auto", force: bool = False, pr
             "build_seconds": round(seconds, 1),
         }
         write_json_atomic(tmp / MANIFEST, manifest)
-    if stamp != forward_stamp(index_dir / VECTORS_DIR):  # the vectors changed while we read them
+    if stamp != manifest_sha256(index_dir / VECTORS_DIR):  # the vectors changed while we read them
         raise InputError(f"{index_dir / VECTORS_DIR}: changed during the build; run ff-index ann build again")
     index_manifest = read_manifest(index_dir)
     index_manifest["ann"] = {"dir": target.name, "type": params.type, "bytes": manifest["file"]["bytes"]}

@@ -16,7 +16,8 @@ from indexing.bm25 import ANALYZER, write_lucene_index
 from indexing.corpus import IrdsCorpus, corpus_file, corpus_record, count_documents, file_checksum, read_corpus
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR
-from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, LUCENE_DOCNOS, MANIFEST
+from ranker.index_layout import FORMAT, FORMAT_VERSION, LUCENE_DIR, LUCENE_DOCNOS, MANIFEST, read_manifest
+from ranker.row_map import write_docno_rank, write_row_map
 from ranker.sparse import lucene_docnos
 
 
@@ -65,6 +66,9 @@ def build_index(corpus: str | Path, index: str | Path, force: bool = False, thre
                                                                   "vectors", "encoder", "passages")}
             manifest["vectors"]["dir"] = VECTORS_DIR
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_docno_rank(tmp)
+        write_row_map(tmp)  # records itself in the manifest
+        manifest = read_manifest(tmp)
     return manifest
 
 

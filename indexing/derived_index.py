@@ -20,7 +20,8 @@ from indexing.forward_writer import WRITER_KEYS
 from ranker.atomic import atomic_directory
 from ranker.errors import InputError
 from ranker.forward_index import VECTORS_DIR, ForwardIndex
-from ranker.index_layout import LUCENE_DIR, MANIFEST, lucene_path, read_manifest
+from ranker.index_layout import LUCENE_DIR, LUCENE_DOCNO_RANK, LUCENE_DOCNOS, MANIFEST, lucene_path, read_manifest
+from ranker.row_map import write_row_map
 
 SUMMARY_KEYS = ("dim", "dtype", "quantization", "similarity", "documents", "vectors", "encoder", "passages",
                 "coalesced")
@@ -64,13 +65,19 @@ def write_derived_index(index: Path, out: Path, manifest: dict[str, Any], force:
     """
     with atomic_directory(out, force=force) as tmp:
         shutil.copytree(index / LUCENE_DIR, tmp / LUCENE_DIR)
+        for name in (LUCENE_DOCNOS, LUCENE_DOCNO_RANK):  # the Lucene index's own maps, where it has them
+            if (index / name).is_file():
+                shutil.copy2(index / name, tmp / name)
         forward = write_vectors(tmp / VECTORS_DIR)
         manifest = dict(manifest)
         manifest["vectors"] = {key: forward[key] for key in SUMMARY_KEYS if key in forward}
         manifest["vectors"]["dir"] = VECTORS_DIR
         manifest["derived_from"] = {"index": str(index.resolve()), **note}
+        manifest.pop("row_map", None)
+        manifest.pop("ann", None)  # not carried over: an ANN index belongs to the vectors it was built from
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return manifest
+        write_row_map(tmp)
+    return read_manifest(out)
 
 
 def vectors_bytes(index: str | Path) -> int:

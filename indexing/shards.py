@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ranker.atomic import remove_stale_partials, staged_directory, write_json_atomic
+from ranker.row_map import write_row_map
 from ranker.errors import InputError
 from ranker.forward_index import MANIFEST, SHARDED_KIND, VECTORS_DIR, ForwardIndex, quantization_of
 from ranker.index_layout import FORMAT, load_manifest, read_manifest
@@ -183,6 +184,7 @@ def update_index_summary(forward: Path, manifest: dict[str, Any]) -> None:
         summary["shards"] = len(manifest["shards"])
     index_manifest["vectors"] = {**summary, "dir": VECTORS_DIR}
     write_json_atomic(root / MANIFEST, index_manifest)
+    write_row_map(root)
 
 
 def remove_sources(sources: Sequence[Source], keep: Path) -> None:

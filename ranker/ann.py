@@ -20,7 +20,6 @@ is refused with a message to rebuild it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ranker.errors import InputError
-from ranker.forward_index import MANIFEST, VECTORS_DIR, ForwardIndex
+from ranker.forward_index import MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
 from ranker.index_layout import load_manifest
 from ranker.textio import sha256_file
 
@@ -109,11 +108,6 @@ def check_params(params: AnnParams, vectors: int, dim: int) -> str | None:
     return None
 
 
-def forward_stamp(forward_dir: Path) -> str:
-    """What ties an ANN index to its vectors: the sha256 of the forward index's manifest."""
-    return f"sha256:{hashlib.sha256((forward_dir / MANIFEST).read_bytes()).hexdigest()}"
-
-
 def ann_dir(index_dir: str | Path) -> Path:
     """Where an index directory keeps its ANN index."""
     return Path(index_dir) / ANN_DIR
@@ -142,7 +136,7 @@ class AnnIndex:
         path = ann_dir(index_dir)
         manifest = read_ann_manifest(path)
         forward_dir = Path(index_dir) / VECTORS_DIR
-        if manifest["built_from"]["forward_manifest"] != forward_stamp(forward_dir):
+        if manifest["built_from"]["forward_manifest"] != manifest_sha256(forward_dir):
             raise InputError(f"{path}: built from other vectors than {forward_dir} holds now (the forward index "
                              "was rebuilt or changed since); rebuild it with ff-index ann build --force")
         encoder = forward.manifest.get("encoder", {})

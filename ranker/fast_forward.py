@@ -25,9 +25,11 @@ from ranker.forward_index import ForwardIndex
 from ranker.fusion import interpolate, reciprocal_rank_fusion
 from ranker.query_encoder import QueryEncoder, compatible, read_query_encoder
 from ranker.ranking import Ranking
+from ranker.row_map import RowMap, read_row_map
 from ranker.sparse import DEFAULT_B, DEFAULT_K1, BM25Searcher
 
 FUSIONS = ("interpolate", "rrf")
+_UNSET = object()
 
 
 @dataclass
@@ -58,6 +60,7 @@ class FastForward:
     def __init__(self, sparse: BM25Searcher, index: ForwardIndex, encoder: QueryEncoder) -> None:
         self.sparse, self.index, self.encoder = sparse, index, encoder
         self._searchers: dict[bool, Any] = {}  # exact or not -> ranker.dense.DenseSearcher
+        self._row_map: Any = _UNSET
         self._dense_lock = threading.Lock()
 
     @classmethod
@@ -221,6 +224,45 @@ class FastForward:
         if len(order) > 1 and (np.diff(fused[order]) == 0).any():  # ties: break them by docno
             order = np.lexsort((kept.astype(str), -fused))
         return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order], len(docnos))
+
+    @property
+    def row_map(self) -> RowMap | None:
+        """Lucene doc number -> forward-index position and docno rank (:mod:`ranker.row_map`), loaded once;
+        ``None`` for an index built before the maps existed."""
+        if self._row_map is _UNSET:
+            with self._dense_lock:
+                if self._row_map is _UNSET:
+                    self._row_map = read_row_map(self.sparse.index_dir, self.index)
+        return self._row_map  # type: ignore[return-value]
+
+    def hits_path(self, fusion: str = "interpolate", mode: str = "maxp", early_stop: int | None = None) -> bool:
+        """Whether :meth:`rerank_hits` serves these settings (interpolation, no early stopping, document
+        modes, an index with its row map)."""
+        return (fusion == "interpolate" and early_stop is None and mode in ("maxp", "firstp", "avep")
+                and self.row_map is not None)
+
+    def rerank_hits(self, query_vector: np.ndarray, docs: np.ndarray, sparse_scores: np.ndarray,
+                    alpha: float = 0.35, normalization: str = "minmax", mode: str = "maxp",
+                    missing: str = "min", k: int | None = None) -> Reranked:
+        """:meth:`rerank` for BM25 hits given as Lucene doc numbers (:meth:`BM25Searcher.search_hits`): the
+        hot path of a server. Documents are found through integer maps and only the top ``k`` (default: all)
+        get their docno, so no string is compared or hashed; scores, order and ties equal :meth:`rerank`'s.
+        Needs the index's row map (any index built by this version) and ``mode`` maxp, firstp or avep.
+        """
+        from ranker.fusion import interpolate_arrays
+
+        maps = self.row_map
+        if maps is None:
+            raise InputError(f"{self.sparse.index_dir}: has no Lucene doc-number maps; rebuild it with ff-index build")
+        docs = np.asarray(docs, dtype=np.int64)
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        dense = self.index.score_lookup(query, np.zeros(len(docs), dtype=np.int64),
+                                        self.index.positions(maps.rows[docs]), mode=mode)
+        keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
+        kept = docs[keep] if len(keep) < len(docs) else docs
+        order = np.lexsort((maps.docno_rank[kept], -fused))[:k]
+        docnos = maps.docnos[kept[order]].astype(str).tolist()
+        return Reranked(docnos, fused[order], sparse_n[order], dense_n[order], len(docs))
 
     def _rerank_early_stop(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
                            alpha: float, normalization: str, mode: str, missing: str, k: int,

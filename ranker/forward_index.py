@@ -31,6 +31,7 @@ forward indexes (shards) that :meth:`ForwardIndex.open` opens as one
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -368,6 +369,13 @@ def max_row_norm(vectors: Any, rows: int) -> float:
         block = np.asarray(vectors[lo:lo + BLOCK_ROWS], dtype=np.float32)
         best = max(best, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
     return best
+
+
+def manifest_sha256(path: Path) -> str:
+    """The sha256 of the forward index's ``manifest.json`` at ``path`` (a forward-index directory). The
+    manifest lists every file's checksum, so this identifies the vectors: what an ANN index or a row
+    map computed from them records."""
+    return f"sha256:{hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()}"
 
 
 def read_forward_manifest(path: Path) -> dict[str, Any]:

@@ -3,6 +3,9 @@
     <index>/manifest.json   what was built, from what, with which versions
     <index>/lucene/         the Lucene BM25 index (Anserini, stored raw docs)
     <index>/lucene_docnos.npy   docno of each Lucene doc number (lets BM25 skip loading stored docs)
+    <index>/lucene_docno_rank.npy, lucene_rows.npy   integer maps for the hot path (ranker.row_map)
+    <index>/vectors/        the forward index (ranker.forward_index)
+    <index>/ann/            an optional ANN index over the vectors (ranker.ann)
 
 ``manifest.json`` is written last (and the directory renamed into place),
 so a directory without it is not a finished index.
@@ -19,6 +22,8 @@ from ranker.errors import InputError
 MANIFEST = "manifest.json"
 LUCENE_DIR = "lucene"
 LUCENE_DOCNOS = "lucene_docnos.npy"  # Lucene doc number -> docno, for the fast BM25 path
+LUCENE_DOCNO_RANK = "lucene_docno_rank.npy"  # Lucene doc number -> rank of its docno (ties without strings)
+LUCENE_ROWS = "lucene_rows.npy"  # Lucene doc number -> forward-index position
 FORMAT = "ff-index"
 FORMAT_VERSION = 1
 

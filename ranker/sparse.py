@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ranker.index_layout import LUCENE_DOCNOS, lucene_path, read_manifest
+from ranker.errors import InputError
+from ranker.index_layout import LUCENE_DOCNO_RANK, LUCENE_DOCNOS, lucene_path, read_manifest
 from ranker.ranking import Ranking
 
 DEFAULT_K1 = 0.9
@@ -52,9 +53,11 @@ class BM25Searcher:
         self.k1, self.b = k1, b
         self._fast: _LuceneTopK | None = None
         docnos = self.index_dir / LUCENE_DOCNOS
-        if docnos.is_file():
-            self._fast = _LuceneTopK(lucene_path(self.index_dir), np.load(docnos, allow_pickle=False), k1, b,
-                                     self._searcher.get_analyzer())
+        if docnos.is_file():  # memory-mapped: every process shares the pages
+            rank_file = self.index_dir / LUCENE_DOCNO_RANK
+            rank = np.load(rank_file, mmap_mode="r", allow_pickle=False) if rank_file.is_file() else None
+            self._fast = _LuceneTopK(lucene_path(self.index_dir), np.load(docnos, mmap_mode="r", allow_pickle=False),
+                                     k1, b, self._searcher.get_analyzer(), rank)
 
     @property
     def num_docs(self) -> int:
@@ -103,6 +106,16 @@ class BM25Searcher:
         df = self.search(pd.DataFrame({"qid": ["q"], "query": [text]}), k=k, threads=1).df
         return df["docno"].tolist(), df["score"].to_numpy(dtype=np.float64)
 
+    def search_hits(self, text: str, k: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """One query's top ``k`` as Lucene doc numbers (int64) and float64 scores, ranked as :meth:`search`
+        ranks them; no document ID is touched (needs ``lucene_docnos.npy``, written by ``ff-index build``)."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if self._fast is None:
+            raise InputError(f"{self.index_dir}: has no {LUCENE_DOCNOS}; rebuild it with ff-index build")
+        docs, scores = self._fast.top(text, int(k))
+        return docs, scores.astype(np.float64)
+
     def document(self, docno: str) -> dict[str, Any] | None:
         """The stored document (``id``, ``contents``, ``title``), or ``None`` if unknown."""
         raw = self._searcher.doc_raw(docno)
@@ -120,7 +133,8 @@ class _LuceneTopK:
 
     TIE_MARGIN = 64  # extra hits fetched so that ties at the k-th score are broken by docno, as Anserini does
 
-    def __init__(self, lucene_dir: Path, docnos: np.ndarray, k1: float, b: float, analyzer: Any) -> None:
+    def __init__(self, lucene_dir: Path, docnos: np.ndarray, k1: float, b: float, analyzer: Any,
+                 docno_rank: np.ndarray | None = None) -> None:
         from ranker.java import autoclass
 
         directory = autoclass("org.apache.lucene.store.FSDirectory").open(
@@ -137,6 +151,7 @@ class _LuceneTopK:
         self._generator = autoclass("io.anserini.search.query.BagOfWordsQueryGenerator")()
         self._analyzer = analyzer
         self._docnos = docnos
+        self._rank = docno_rank  # ties broken by docno, comparing integers (ranker.row_map)
         try:
             self._json: Any = autoclass("com.fasterxml.jackson.databind.ObjectMapper")()
         except Exception:  # an Anserini jar without Jackson: read the hits through pyjnius proxies
@@ -144,12 +159,17 @@ class _LuceneTopK:
 
     def search(self, text: str, k: int) -> tuple[list[str], np.ndarray]:
         """Docnos and (tie-adjusted) scores of the top ``k``."""
+        docs, scores = self.top(text, k)
+        return self._docnos[docs].astype(str).tolist(), scores
+
+    def top(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Lucene doc numbers and (tie-adjusted) scores of the top ``k``, ties broken by docno."""
         docs, scores = self.hits(text, k + self.TIE_MARGIN)
         if not len(docs):
-            return [], scores
-        docnos = self._docnos[docs]
-        order = np.lexsort((docnos, -scores))[:k]
-        return docnos[order].astype(str).tolist(), anserini_tie_adjust(scores[order])
+            return docs, scores
+        tie_key = self._rank[docs] if self._rank is not None else self._docnos[docs]
+        order = np.lexsort((tie_key, -scores))[:k]
+        return docs[order], anserini_tie_adjust(scores[order])
 
     def hits(self, text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Lucene's top ``n``: doc numbers (int64) and raw float32 scores, in Lucene's order."""

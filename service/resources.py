@@ -124,7 +124,19 @@ class IndexHandle:
                                 zip(dense_docnos[qid], group["rank"].tolist(), group["score"].tolist())]
             if mode == "dense":
                 return out, stages.timings
+        integer_path = mode == "ff" and self.ff.hits_path(fusion.fusion, fusion.ff_mode, fusion.early_stop)
         for (qid, text), vector in zip(queries, vectors):
+            if integer_path:  # Lucene doc numbers all the way: no docno is touched but the top k's
+                with stages("sparse"):
+                    docs, scores = self.bm25.search_hits(text, k=max(candidates, k))
+                if len(docs):
+                    with stages("rerank"):
+                        top = self.ff.rerank_hits(vector, docs, scores, alpha=fusion.alpha, mode=fusion.ff_mode,
+                                                  normalization=fusion.normalization, missing=fusion.missing, k=k)
+                        out[qid] = [Hit(*hit) for hit in zip(top.docnos, range(1, len(top.docnos) + 1),
+                                                             top.score.tolist(), top.score_sparse.tolist(),
+                                                             top.score_dense.tolist())]
+                continue
             with stages("sparse"):
                 docnos, scores = self.bm25.search_one(text, k=max(candidates, k))
             seen = set(docnos)

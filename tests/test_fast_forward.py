@@ -248,3 +248,44 @@ def test_hybrid_adds_dense_candidates_with_zero_bm25(ff_index, queries):
     assert len(pool) == 5 and set(pool["docno"]) == {d["_id"] for d in TINY_DOCS}
     assert (pool[pool["docno"] != "4"]["score"] == 0.0).all()
     assert hybrid.fused.df[hybrid.fused.df["qid"] == "q3"]["docno"].iloc[0] == "4"
+
+
+def test_rerank_of_lucene_doc_numbers_equals_rerank_of_docnos(ff_index, queries):
+    """The server's integer path gives rerank's docnos, scores and tie order, touching only the top k's IDs."""
+    ff = FastForward.open(ff_index)
+    vectors = ff.encoder(queries["query"].tolist())
+    for text, vector in zip(queries["query"], vectors):
+        docs, scores = ff.sparse.search_hits(text, k=10)
+        docnos, same_scores = ff.sparse.search_one(text, k=10)
+        assert ff.row_map.docnos[docs].astype(str).tolist() == docnos and (scores == same_scores).all()
+        for normalization, missing in (("minmax", "min"), ("none", "drop"), ("zscore", "min")):
+            by_docno = ff.rerank(vector, docnos, scores, alpha=0.3, normalization=normalization, missing=missing)
+            by_number = ff.rerank_hits(vector, docs, scores, alpha=0.3, normalization=normalization, missing=missing)
+            assert by_number.docnos == by_docno.docnos
+            assert (by_number.score == by_docno.score).all()
+            top = ff.rerank_hits(vector, docs, scores, alpha=0.3, normalization=normalization, missing=missing, k=1)
+            assert top.docnos == by_docno.docnos[:1]
+
+
+def test_row_map_follows_the_forward_index(ff_index, tmp_path):
+    from ranker.row_map import read_row_map
+
+    index = tmp_path / "index"
+    shutil.copytree(ff_index, index)
+    ff = FastForward.open(index)
+    lucene_docnos = ff.row_map.docnos.astype(str).tolist()
+    positions = ff.index.doc_ids.astype(str).tolist()
+    assert [positions[r] for r in ff.row_map.rows] == lucene_docnos  # every Lucene document has its vector
+    # a forward index with other documents (in another order) refreshes the map
+    np.save(tmp_path / "v.npy", np.eye(3, 384, dtype=np.float32))
+    (tmp_path / "ids.txt").write_text("4\n007\nnot-in-lucene\n")
+    add_vectors(index, tmp_path / "v.npy", tmp_path / "ids.txt", encoder=None, force=True)
+    rows = np.load(index / "lucene_rows.npy")
+    assert {d: int(r) for d, r in zip(lucene_docnos, rows)} == {
+        "007": 1, "d-long-identifier-0000000000000000000000001": -1, "3": -1, "4": 0, "5": -1}
+    # a stale map on disk (recorded for other vectors) is recomputed in memory, not trusted
+    np.save(index / "lucene_rows.npy", np.zeros(len(rows), dtype=np.int32))
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["row_map"]["forward_manifest"] = "sha256:other"
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    assert read_row_map(index, ForwardIndex.open(index)).rows.tolist() == rows.tolist()
