@@ -6,13 +6,15 @@
 Starts ``ff-serve`` on a free port of 127.0.0.1 (never another interface) with
 the given index, waits until every worker has loaded it, then sends, at each
 concurrency, a bounded number of ``GET /v1/search?q=...&k=10&mode=ff``
-requests (``--requests``, stopped early at ``--time-cap`` seconds), cycling over
-the SciFact test queries. Each client thread keeps one HTTP/1.1 connection
-open. The server is stopped at the end, also on error or Ctrl-C.
+requests (``--requests``, stopped early at ``--time-cap`` seconds). Every request
+sends a query no worker has seen (the query encoder caches vectors per worker,
+and a cached query skips encoding): the SciFact queries first, then variants of
+them with one more corpus word; the "cache hits" column counts the requests
+whose query was in a worker's cache anyway, and the one row labelled as a cache
+test repeats queries on purpose. Each client thread keeps one HTTP/1.1
+connection open. The server is stopped at the end, also on error or Ctrl-C.
 
-The client runs on the same machine as the server and takes CPU from it; the
-query encoder caches vectors (LRU) per worker, so a query a worker has seen
-before skips encoding: the "encoded" column counts the requests that did encode.
+The client runs on the same machine as the server and takes CPU from it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import platform
 import shlex
 import sys
 import threading
@@ -37,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ranker.machine import describe_machine  # noqa: E402
 from ranker.topics import read_queries  # noqa: E402
 from service.launcher import LocalServer, rss_bytes  # noqa: E402
 
@@ -58,6 +60,7 @@ class Level:
     errors: int = 0
     error_examples: list[str] = field(default_factory=list)
     capped: bool = False
+    label: str = ""  # the row's first cell (default: the concurrency)
 
     @property
     def done(self) -> int:
@@ -155,16 +158,36 @@ def mib(value: int | None) -> str:
 
 def level_row(level: Level) -> str:
     note = " (time cap)" if level.capped else ""
-    return (f"| {level.concurrency} | {level.done}{note} | {level.done / level.seconds:.1f} | "
+    return (f"| {level.label or level.concurrency} | {level.done}{note} | {level.done / level.seconds:.1f} | "
             f"{level.percentile(50):.1f} | {level.percentile(95):.1f} | {level.percentile(99):.1f} | "
-            f"{level.percentile(50, level.server_ms):.1f} | {level.encoded} | {level.errors} |")
+            f"{level.percentile(50, level.server_ms):.1f} | {hit_rate(level)} | {level.errors} |")
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+def hit_rate(level: Level) -> str:
+    """Share of successful requests whose query vector came from a worker's cache (no encode stage)."""
+    done = len(level.latencies_ms)
+    return f"{100 * (done - level.encoded) / done:.0f} %" if done else "–"
+
+
+def unseen_queries(base: list[str], words: list[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct query texts: ``base`` first, then each base query with one more of ``words`` appended
+    (a realistic query no cache has seen), in a seeded order."""
+    rng = np.random.default_rng(seed)
+    texts = list(dict.fromkeys(base))
+    seen = set(texts)
+    while len(texts) < n:
+        text = f"{base[rng.integers(len(base))]} {words[rng.integers(len(words))]}"
+        if text not in seen:
+            seen.add(text)
+            texts.append(text)
+    return texts[:n]
+
+
+def vocabulary(corpus_dir: Path, limit: int = 20_000) -> list[str]:
+    """Lower-case alphabetic words of the collection's queries (to make query variants from)."""
+    texts = read_queries(corpus_dir, split=None)["query"].tolist()
+    words = {w for text in texts for w in text.lower().split() if w.isalpha() and len(w) > 2}
+    return sorted(words)[:limit]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,9 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak < 0 or any(c < 1 for c in args.concurrency):
         parser.error("--soak and --concurrency must not be negative")
 
-    queries = read_queries(args.queries, split=args.split)["query"].tolist()
+    base = read_queries(args.queries, split=args.split)["query"].tolist()
+    side_requests = 300 if args.baseline_runtime != "none" and args.mode != "bm25" else 0
+    needed = side_requests + args.requests * len(args.concurrency) + args.soak
+    queries = unseen_queries(base, vocabulary(args.queries), needed)
     load_before = os.getloadavg()[0]
-    print(f"{len(queries)} queries ({args.queries}, {args.split}); starting ff-serve on 127.0.0.1 ...", flush=True)
+    print(f"{len(base)} queries ({args.queries}, {args.split}) and variants: {len(queries)} distinct texts; "
+          "starting ff-serve on 127.0.0.1 ...", flush=True)
     server_args = ["--candidates", str(args.candidates),
                    *(["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])]
     server = LocalServer({args.index.name: args.index}, workers=args.workers, threads=args.threads,
@@ -212,29 +239,35 @@ def main(argv: list[str] | None = None) -> int:
     with server:
         warm = Client(server.port, [f"warm up request {i}" for i in range(40)], args.k, args.mode)
         warm.run(min(4, args.workers * args.threads), 40, 60)  # not test queries: their vectors stay uncached
-        if args.baseline_runtime != "none" and args.mode != "bm25":
-            side_by_side = compare_runtimes(args, server, server_args)
+        if side_requests:
+            side_by_side = compare_runtimes(args, server, server_args, queries[:side_requests])
+        cursor = side_requests  # every request below sends a text no worker has seen
         client = Client(server.port, queries, args.k, args.mode)
         memory = {"ready": worker_memory(server)}
         pids = list(memory["ready"])
         levels = []
         for concurrency in args.concurrency:
-            level = client.run(concurrency, args.requests, args.time_cap)
+            level = client.run(concurrency, args.requests, args.time_cap, offset=cursor)
+            cursor += level.done
             levels.append(level)
             memory[f"after c = {concurrency}"] = worker_memory(server)
             print(level_row(level), flush=True)
             for example in level.error_examples:
                 print(f"  error: {example}", flush=True)
+        cached = client.run(8, args.requests, args.time_cap, offset=cursor - args.requests)  # seen just now
+        cached.label = "8 (cache test: the previous row's queries again)"
+        levels.append(cached)
+        print(level_row(cached), flush=True)
         soak = None
         if args.soak:
-            soak, samples = run_soak(client, server, args.soak, args.soak_time_cap)
+            soak, samples = run_soak(client, server, args.soak, args.soak_time_cap, offset=cursor)
             for label, values in samples:
                 memory[label] = values
         if server.worker_pids() != pids:
             print(f"warning: the workers changed during the test ({pids} -> {server.worker_pids()})", flush=True)
     lost = [line for line in server.log.splitlines() if "[ERROR]" in line or "[CRITICAL]" in line]
 
-    report = render(args, argv, levels, memory, pids, soak, lost, len(queries), load_before, side_by_side)
+    report = render(args, argv, levels, memory, pids, soak, lost, len(base), load_before, side_by_side)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print(report)
@@ -243,11 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if lost or failed else 0
 
 
-def compare_runtimes(args: argparse.Namespace, server: LocalServer, server_args: list[str],
-                     rounds: int = 3, per_round: int = 100) -> tuple[Level, Level]:
+def compare_runtimes(args: argparse.Namespace, server: LocalServer, server_args: list[str], texts: list[str],
+                     rounds: int = 3) -> tuple[Level, Level]:
     """Concurrency 1 on ``server`` and on a second server with ``--query-runtime args.baseline_runtime``,
-    in alternating rounds over the same train-split queries (unseen by either query cache)."""
-    texts = read_queries(args.queries, split="train")["query"].tolist()
+    in alternating rounds over the same ``texts`` (unseen by either query cache)."""
+    per_round = len(texts) // rounds
     baseline = LocalServer({args.index.name: args.index}, workers=args.workers, threads=args.threads,
                            args=[*server_args, "--query-runtime", args.baseline_runtime], ready_timeout=600,
                            cwd=REPO)
@@ -271,8 +304,9 @@ def compare_runtimes(args: argparse.Namespace, server: LocalServer, server_args:
     return totals
 
 
-def run_soak(client: Client, server: LocalServer, n: int, time_cap: float) -> tuple[Level, list[tuple[str, dict]]]:
-    """``n`` requests at concurrency 8 in ten rounds, the workers' memory after each."""
+def run_soak(client: Client, server: LocalServer, n: int, time_cap: float,
+             offset: int) -> tuple[Level, list[tuple[str, dict]]]:
+    """``n`` requests at concurrency 8 in ten rounds (queries ``offset`` on), the workers' memory after each."""
     total = Level(8, n)
     samples = []
     rounds = 10
@@ -280,7 +314,7 @@ def run_soak(client: Client, server: LocalServer, n: int, time_cap: float) -> tu
     sent = 0
     for r in range(rounds):
         size = n // rounds + (r < n % rounds)
-        level = client.run(8, size, max(0.0, deadline - time.monotonic()), offset=sent)
+        level = client.run(8, size, max(0.0, deadline - time.monotonic()), offset=offset + sent)
         sent += level.done
         for name in ("latencies_ms", "server_ms", "error_examples"):
             getattr(total, name).extend(getattr(level, name))
@@ -303,21 +337,23 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
     lines = [
         "# Load test of ff-serve",
         "",
-        f"`{command}` ({dt.date.today().isoformat()}; {machine()}).",
+        f"`{command}` ({dt.date.today().isoformat()}; {describe_machine()}).",
         "",
         f"`ff-serve --index {args.index.name}={args.index} --workers {args.workers} --threads {args.threads} "
         f"--candidates {args.candidates}"
         f"{f' --torch-threads {args.torch_threads}' if args.torch_threads else ''} --query-runtime {args.query_runtime}` "
-        f"on 127.0.0.1; `GET /v1/search?q=...&k={args.k}&mode={args.mode}` cycling over the {n_queries} "
-        f"SciFact {args.split} queries, at most {args.requests} requests (and {args.time_cap:.0f} s) per "
-        "concurrency, one keep-alive connection per client thread. Latency is the client's (send to last "
-        "byte); \"server p50\" sums the stages the response reports (`timings_ms`). \"encoded\" counts the "
-        "requests whose query was encoded (the others were in that worker's query-vector cache). The client "
+        f"on 127.0.0.1; `GET /v1/search?q=...&k={args.k}&mode={args.mode}`, at most {args.requests} requests (and "
+        f"{args.time_cap:.0f} s) per concurrency, one keep-alive connection per client thread. Every request sends "
+        f"a query text no worker has seen before (the {n_queries} queries of {args.queries.name}, then each with one "
+        "more of the queries' words appended), except in the row labelled as a cache test, which repeats the "
+        "previous row's queries. Latency is the client's (send to last byte); \"server p50\" sums the stages "
+        "the response reports (`timings_ms`); \"cache hits\" is the share of requests whose query vector came "
+        "from the worker's query cache (no encode stage). The client "
         f"shares the machine's CPUs with the server; the load average (1 min) when the run started was "
         f"{load_before:.2f} (other work on the machine slows every number).",
         "",
         "| concurrency | requests | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | server p50 (ms) "
-        "| encoded | errors |",
+        "| cache hits | errors |",
         "|---|---|---|---|---|---|---|---|---|",
         *(level_row(level) for level in levels),
     ]
@@ -331,7 +367,7 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
             if stage == "encode":
                 values = [v for v in values if v >= CACHED_ENCODE_MS]
             cells.append(f"{np.median(values):.1f}" if values else "–")
-        lines.append(f"| {level.concurrency} | " + " | ".join(cells) + " |")
+        lines.append(f"| {level.label or level.concurrency} | " + " | ".join(cells) + " |")
     if side_by_side is not None:
         main, base = side_by_side
 
@@ -341,7 +377,7 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
 
         lines += ["", f"Side by side in this run, before the table above: the same server and a second one with "
                       f"`--query-runtime {args.baseline_runtime}`, concurrency 1, three alternating rounds of 100 "
-                      "train-split queries (the same queries for both, unseen by either query cache):", "",
+                      "queries (the same queries for both, unseen by either query cache):", "",
                   "| query runtime | requests | p50 (ms) | p95 (ms) | encode p50 (ms) | errors |", "|---|---|---|---|---|---|",
                   *(f"| {name} | {level.done} | {level.percentile(50):.1f} | {level.percentile(95):.1f} | "
                     f"{encode_ms(level):.1f} | {level.errors} |"
@@ -349,9 +385,9 @@ def render(args, argv, levels: list[Level], memory: dict[str, dict[int, int | No
                   "", f"p50 ratio {args.query_runtime} / {args.baseline_runtime}: "
                       f"{main.percentile(50) / base.percentile(50):.2f}×."]
     if soak is not None:
-        lines += ["", f"Soak: {soak.done} requests at concurrency 8 in {soak.seconds:.0f} s: "
+        lines += ["", f"Soak: {soak.done} requests at concurrency 8 in {soak.seconds:.0f} s, every query unseen: "
                       f"{soak.done / soak.seconds:.1f} req/s, p50 {soak.percentile(50):.1f} ms, "
-                      f"p99 {soak.percentile(99):.1f} ms, {soak.errors} errors."]
+                      f"p99 {soak.percentile(99):.1f} ms, cache hits {hit_rate(soak)}, {soak.errors} errors."]
     soak_labels = [label for label in memory if label.startswith("soak")]
     labels = [label for label in memory if label not in soak_labels[1:-1]]  # the soak's first and last sample
     lines += ["", "Resident memory (RSS, MiB) of each worker (\"soak N\": after N soak requests):", "",
