@@ -1,4 +1,4 @@
-"""``ff-rank``: retrieve (``run``) and evaluate (``eval``) TREC runs."""
+"""``ff-rank``: retrieve (``run``), re-rank (``rerank``), fuse (``fuse``) and evaluate (``eval``) TREC runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ranker.errors import InputError, cli_entry
 
@@ -48,6 +48,36 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_ff_options(tune, with_alpha=False)
 
+    rerank = sub.add_parser("rerank", help="re-rank any first-stage run with the forward index (Fast-Forward)")
+    rerank.add_argument("--run", required=True, help="first-stage TREC run; its scores are the sparse side")
+    rerank.add_argument("--index", required=True, help="index directory with a forward index")
+    rerank.add_argument("--queries", required=True, help="BEIR directory, queries JSONL or TSV (qid<TAB>text)")
+    rerank.add_argument("--split", default="test",
+                        help="BEIR split whose judged queries to re-rank; the run's other queries are left out "
+                             "(default: test)")
+    rerank.add_argument("--depth", type=int, help="re-rank each query's top N candidates of the run (default: all)")
+    rerank.add_argument("--out", required=True, help="run file to write (.gz works)")
+    rerank.add_argument("--tag", default="ff", help="run tag, the last column (default: ff)")
+    rerank.add_argument("--profile", action="store_true", help="print the time spent in each stage")
+    _add_ff_options(rerank, with_mode=False)
+    rerank.set_defaults(mode="ff", dense_k=0)
+
+    fuse = sub.add_parser("fuse", help="fuse TREC runs into one: rrf, interpolate, combsum or combmnz")
+    fuse.add_argument("runs", nargs="+", help="TREC run files (two or more)")
+    fuse.add_argument("--method", choices=["rrf", "interpolate", "combsum", "combmnz"], default="rrf",
+                      help="rrf: sum of w/(rrf_k + rank); interpolate: weighted mean of the scores (weights scaled "
+                           "to sum 1); combsum: weighted sum; combmnz: combsum times the number of runs holding the "
+                           "document; a run without a document adds 0 (default: rrf)")
+    fuse.add_argument("--weights", type=float, nargs="+", help="one weight per run, in order (default: equal)")
+    fuse.add_argument("--normalization", choices=["none", "minmax", "zscore"],
+                      help="per-run, per-query score normalisation for interpolate/combsum/combmnz "
+                           "(default: minmax; rrf uses ranks only)")
+    fuse.add_argument("--k", type=int, default=1000, help="results per query in the output (default: 1000)")
+    fuse.add_argument("--depth", type=int, help="fuse each run's top N per query (default: all)")
+    fuse.add_argument("--rrf-k", type=int, default=60, help="rrf's constant (default: 60)")
+    fuse.add_argument("--out", required=True, help="run file to write (.gz works)")
+    fuse.add_argument("--tag", help="run tag, the last column (default: the method)")
+
     ev = sub.add_parser("eval", help="evaluate run files with ir_measures (trec_eval semantics)")
     ev.add_argument("runs", nargs="+", help="TREC run file(s)")
     ev.add_argument("--qrels", required=True, help="BEIR directory or qrels file (TREC or BEIR TSV)")
@@ -55,7 +85,18 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("-m", "--measure", action="append", dest="measures",
                     help="measure, repeatable (default: nDCG@10 R@100 R@1000)")
     ev.add_argument("--per-query", action="store_true", help="also print one line per query")
-    ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.add_argument("--format", choices=["table", "markdown", "csv", "json"],
+                    help="output format (default: table)")
+    ev.add_argument("--json", action="store_true", help="print JSON (--format json)")
+    sig = ev.add_argument_group("significance against a baseline")
+    sig.add_argument("--baseline", help="run to test every other run against, measure by measure (added to the runs "
+                                        "if not among them)")
+    sig.add_argument("--test", choices=["t", "wilcoxon"], default="t",
+                     help="paired t-test or Wilcoxon signed-rank test over the judged queries (default: t)")
+    sig.add_argument("--correction", choices=["holm", "bonferroni", "none"], default="holm",
+                     help="multiple-comparison correction over all (run, measure) pairs (default: holm)")
+    sig.add_argument("--significance-level", type=float, default=0.05,
+                     help="mark differences with a corrected p-value below this (default: 0.05)")
     return parser
 
 
@@ -65,15 +106,16 @@ def _add_bm25_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
 
 
-def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True) -> None:
+def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True, with_mode: bool = True) -> None:
     group = parser.add_argument_group("Fast-Forward re-ranking")
-    if with_alpha:
+    if with_alpha and with_mode:
         group.add_argument("--mode", choices=["bm25", "ff", "dense", "hybrid"], default="bm25",
                            help="bm25: sparse only; ff: interpolate BM25 with the forward index; dense: exact "
                                 "dense-only retrieval with FAISS; hybrid: ff over BM25's candidates plus the "
                                 "top --dense-k dense ones (default: bm25)")
         group.add_argument("--dense-k", type=int, default=100,
                            help="dense candidates added per query in hybrid mode (default: 100)")
+    if with_alpha:
         group.add_argument("--early-stop", type=int, metavar="K",
                            help="return only the top K per query, exactly, skipping vector look-ups that cannot "
                                 "change it (needs --normalization none)")
@@ -101,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ff-rank``."""
     args = make_parser().parse_args(argv)
     try:
-        return {"run": _run, "eval": _eval, "tune": _tune}[args.command](args)
+        return {"run": _run, "rerank": _rerank, "fuse": _fuse, "eval": _eval, "tune": _tune}[args.command](args)
     except ValueError as err:  # option values that the library rejects (alpha, k1, b ...)
         if isinstance(err, InputError):
             raise
@@ -111,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 def _open_fast_forward(args: argparse.Namespace) -> FastForward:
     from ranker.fast_forward import FastForward
 
-    return FastForward.open(args.index, encoder=args.encoder, k1=args.k1, b=args.b,
-                            allow_encoder_mismatch=args.allow_encoder_mismatch)
+    bm25 = {name: getattr(args, name) for name in ("k1", "b") if hasattr(args, name)}  # rerank has no BM25
+    return FastForward.open(args.index, encoder=args.encoder, allow_encoder_mismatch=args.allow_encoder_mismatch,
+                            **bm25)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,13 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.mode == "dense":
         ranking = _open_fast_forward(args).dense_search(queries, k=args.k)
     else:
-        if args.early_stop is not None:
-            if args.early_stop < 1:
-                raise InputError(f"--early-stop must be at least 1, got {args.early_stop}")
-            if args.normalization != "none":
-                raise InputError("--early-stop needs --normalization none (a normalised score depends on "
-                                 "every candidate)")
-            args.missing = "drop"
+        _check_early_stop(args)
         if args.mode == "hybrid" and args.dense_k < 1:
             raise InputError(f"--dense-k must be at least 1, got {args.dense_k}")
         result = _open_fast_forward(args).rank(
@@ -144,16 +181,102 @@ def _run(args: argparse.Namespace) -> int:
             dense_k=args.dense_k if args.mode == "hybrid" else 0, early_stop=args.early_stop,
             exact_early_stop=args.early_stop_rule == "exact")
         ranking = result.fused
-        if args.early_stop is not None:
-            print(f"early stopping at {args.early_stop}: {result.looked_up / len(queries):.1f} vector look-ups "
-                  f"per query instead of {len(result.sparse) / len(queries):.1f}")
-        if args.profile:
-            total = sum(result.timings.values())
-            for stage, seconds in result.timings.items():
-                print(f"{stage:<8} {seconds:8.3f} s  {1000 * seconds / len(queries):8.2f} ms/query  "
-                      f"{100 * seconds / total:5.1f} %")
+        _report_ff(args, result, len(queries))
     ranking.write(args.out, tag=args.tag)
     print(f"wrote {args.out} ({len(ranking):,} rows, {len(ranking.qids):,} of {len(queries):,} queries with results)")
+    return 0
+
+
+def _check_early_stop(args: argparse.Namespace) -> None:
+    """Validate ``--early-stop``; it drops candidates without a vector (a fill value depends on every candidate)."""
+    if args.early_stop is None:
+        return
+    if args.early_stop < 1:
+        raise InputError(f"--early-stop must be at least 1, got {args.early_stop}")
+    if args.normalization != "none":
+        raise InputError("--early-stop needs --normalization none (a normalised score depends on "
+                         "every candidate)")
+    args.missing = "drop"
+
+
+def _report_ff(args: argparse.Namespace, result: Any, queries: int) -> None:
+    """Print the early-stopping look-ups and (``--profile``) the time per stage."""
+    queries = max(queries, 1)
+    if args.early_stop is not None:
+        print(f"early stopping at {args.early_stop}: {result.looked_up / queries:.1f} vector look-ups "
+              f"per query instead of {len(result.sparse) / queries:.1f}")
+    if args.profile:
+        total = sum(result.timings.values()) or 1.0
+        for stage, seconds in result.timings.items():
+            print(f"{stage:<8} {seconds:8.3f} s  {1000 * seconds / queries:8.2f} ms/query  "
+                  f"{100 * seconds / total:5.1f} %")
+
+
+def _rerank(args: argparse.Namespace) -> int:
+    from ranker.ranking import Ranking
+    from ranker.topics import read_queries
+    from ranker.trec import first_lines
+
+    if args.depth is not None and args.depth < 1:
+        raise InputError(f"--depth must be at least 1, got {args.depth}")
+    _resolve_alpha(args)
+    _check_early_stop(args)
+    run = Ranking.read(args.run)
+    queries = read_queries(args.queries, split=args.split)
+    known = set(queries["qid"])
+    unknown = set(run.qids) - known
+    outside: set[str] = set()
+    if unknown and os.path.isdir(args.queries):  # a BEIR directory: queries of other splits are left out
+        outside = unknown & set(read_queries(args.queries)["qid"])
+        unknown -= outside
+    if unknown:
+        lines = first_lines(args.run, unknown)
+        first = min(unknown, key=lambda q: lines[q])
+        more = f" (and {len(unknown) - 1} more such queries)" if len(unknown) > 1 else ""
+        raise InputError(f"{args.run}:{lines[first]}: query {first!r} is not in {args.queries}{more}")
+    if outside:
+        run = run.for_queries(known)
+    result = _open_fast_forward(args).rerank_run(
+        run, queries, depth=args.depth, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
+        normalization=args.normalization, missing=args.missing, early_stop=args.early_stop,
+        exact_early_stop=args.early_stop_rule == "exact")
+    with_candidates = len(result.sparse.qids)
+    print(f"{with_candidates:,} queries re-ranked; {len(queries) - with_candidates:,} without candidates in "
+          f"{args.run} (no results for them)")
+    if outside:
+        print(f"{len(outside):,} queries of {args.run} are not in split {args.split!r}: left out")
+    if args.early_stop is not None:
+        what = f"{result.looked_up:,} candidates looked up of {len(result.sparse):,}"
+    else:
+        what = f"{len(result.sparse):,} candidates"
+    policy = ("ranked by their first-stage rank alone" if args.fusion == "rrf" else
+              "dropped" if args.missing == "drop" else "given their query's lowest dense score")
+    print(f"{what}; {result.without_vector:,} without a vector ({policy})")
+    _report_ff(args, result, with_candidates)
+    result.fused.write(args.out, tag=args.tag)
+    print(f"wrote {args.out} ({len(result.fused):,} rows, {len(result.fused.qids):,} of {len(queries):,} queries "
+          "with results)")
+    return 0
+
+
+def _fuse(args: argparse.Namespace) -> int:
+    from ranker.fusion import fuse
+    from ranker.ranking import Ranking
+
+    if len(args.runs) < 2:
+        raise InputError(f"fuse needs at least two runs, got {len(args.runs)}")
+    if args.weights is not None and len(args.weights) != len(args.runs):
+        raise InputError(f"--weights: {len(args.runs)} runs but {len(args.weights)} weights")
+    for option, value, low in (("--k", args.k, 1), ("--depth", args.depth, 1), ("--rrf-k", args.rrf_k, 0)):
+        if value is not None and value < low:
+            raise InputError(f"{option} must be at least {low}, got {value}")
+    if args.method == "rrf" and args.normalization is not None:
+        raise InputError("--normalization does not apply to rrf, which fuses ranks")
+    runs = [Ranking.read(path) for path in args.runs]
+    fused = fuse(runs, args.method, weights=args.weights, normalization=args.normalization or "minmax",
+                 rrf_k=args.rrf_k, depth=args.depth, k=args.k)
+    fused.write(args.out, tag=args.tag or args.method)
+    print(f"wrote {args.out} ({len(fused):,} rows, {len(fused.qids):,} queries; {args.method} of {len(runs)} runs)")
     return 0
 
 
@@ -224,7 +347,10 @@ def _eval(args: argparse.Namespace) -> int:
     from ranker.ranking import Ranking
     from ranker.topics import load_qrels
 
+    fmt = _eval_format(args)
     measures = args.measures or list(DEFAULT_MEASURES)
+    if args.baseline is not None:
+        return _eval_baseline(args, fmt, measures)
     qrels = load_qrels(args.qrels, split=args.split)
     results, details = {}, {}
     for path in args.runs:
@@ -232,27 +358,96 @@ def _eval(args: argparse.Namespace) -> int:
         results[path] = evaluate(run, qrels, measures)
         if args.per_query:
             details[path] = per_query(run, qrels, measures)
-    if args.json:
+    if fmt == "json":
         out = {path: {"measures": results[path], "queries": int(qrels["qid"].nunique())} for path in args.runs}
         for path, table in details.items():
             out[path]["per_query"] = table.to_dict(orient="records")
         print(json.dumps(out if len(args.runs) > 1 else out[args.runs[0]], indent=2))
         return 0
+    if fmt in ("csv", "markdown"):
+        from ranker.eval_report import means_text
+
+        sys.stdout.write(means_text(results, fmt))
+        return 0
+    from ranker.eval_report import run_names
+
+    names = run_names(args.runs)
+    first = results[args.runs[0]]
     if args.per_query:
         for path in args.runs:
             for row in details[path].itertuples():
                 print(f"{row.measure}\t{row.qid}\t{row.value:.4f}")
     if len(args.runs) == 1:
-        for measure, value in results[args.runs[0]].items():
+        for measure, value in first.items():
             print(f"{measure}\tall\t{value:.4f}")
         return 0
-    names = [os.path.basename(path) for path in args.runs]
-    width = max(len(m) for m in results[args.runs[0]]) + 2
+    width = max(len(m) for m in first) + 2
     print("measure".ljust(width) + "  ".join(n.rjust(max(len(n), 7)) for n in names))
-    for measure in results[args.runs[0]]:
+    for measure in first:
         cells = (f"{results[p][measure]:.4f}".rjust(max(len(n), 7)) for p, n in zip(args.runs, names))
         print(measure.ljust(width) + "  ".join(cells))
     return 0
+
+
+def _eval_format(args: argparse.Namespace) -> str:
+    """``--format``, with ``--json`` as its old spelling; checks the combinations with ``--per-query``."""
+    if args.json and args.format not in (None, "json"):
+        raise InputError(f"--json contradicts --format {args.format}")
+    fmt = "json" if args.json else args.format or "table"
+    if args.per_query and fmt in ("markdown", "csv"):
+        raise InputError(f"--per-query works with --format table or json, not {fmt}")
+    if args.per_query and fmt == "json" and args.baseline is not None:
+        raise InputError("--per-query with --baseline prints per-query values in --format table only")
+    return fmt
+
+
+def _eval_baseline(args: argparse.Namespace, fmt: str, measures: list[str]) -> int:
+    from ranker.eval_report import comparison_json, comparison_text
+    from ranker.evaluation import per_query
+    from ranker.ranking import Ranking
+    from ranker.significance import compare
+    from ranker.topics import load_qrels
+
+    if not 0 < args.significance_level < 1:
+        raise InputError(f"--significance-level must lie in (0, 1), got {args.significance_level}")
+    same = [p for p in args.runs if os.path.abspath(p) == os.path.abspath(args.baseline)]
+    baseline = same[0] if same else args.baseline
+    paths = list(dict.fromkeys(args.runs if same else [baseline, *args.runs]))
+    if len(paths) < 2:
+        raise InputError(f"--baseline {args.baseline}: no other run to compare with it")
+    qrels = load_qrels(args.qrels, split=args.split)
+    judged = set(qrels["qid"])
+    runs = {path: Ranking.read(path) for path in paths}
+    for path in paths:
+        if path != baseline:
+            _check_same_queries(path, set(runs[path].qids) & judged, baseline, set(runs[baseline].qids) & judged)
+    tables = {path: per_query(run, qrels, measures) for path, run in runs.items()}
+    table = compare(tables, baseline, test=args.test, correction=args.correction)
+    if fmt == "json":
+        sys.stdout.write(comparison_json(table, baseline))
+        return 0
+    if args.per_query:
+        for path in paths:
+            for row in tables[path].itertuples():
+                print(f"{row.measure}\t{row.qid}\t{row.value:.4f}")
+    sys.stdout.write(comparison_text(table, baseline, fmt, args.significance_level, args.test, args.correction,
+                                     len(judged)))
+    return 0
+
+
+def _check_same_queries(path: str, queries: set[str], baseline: str, baseline_queries: set[str]) -> None:
+    """A paired test needs both runs to answer the same judged queries; name the ones that differ, with lines."""
+    from ranker.trec import first_lines
+
+    if queries == baseline_queries:
+        return
+    parts = []
+    for where, only in ((path, sorted(queries - baseline_queries)), (baseline, sorted(baseline_queries - queries))):
+        if only:
+            lines = first_lines(where, only[:5])
+            shown = ", ".join(f"{q!r} (line {lines[q]})" for q in only[:5]) + (", ..." if len(only) > 5 else "")
+            parts.append(f"{len(only)} only in {where}: {shown}")
+    raise InputError(f"{path}: its judged queries differ from the baseline {baseline}'s: {'; '.join(parts)}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class EarlyStopResult:
     sparse: np.ndarray
     dense: np.ndarray
     looked_up: int
+    without_vector: int = 0  # of the looked-up candidates, those without a vector (dropped)
 
 
 def early_stopping_top_k(sparse: np.ndarray, dense_of: Callable[[np.ndarray], np.ndarray], alpha: float,
@@ -67,4 +68,5 @@ def early_stopping_top_k(sparse: np.ndarray, dense_of: Callable[[np.ndarray], np
             if kth > alpha * sparse[order[at]] + (1.0 - alpha) * bound:
                 break
     best = np.lexsort((np.arange(len(fused_all)), -fused_all))[:k]
-    return EarlyStopResult(visited[best], fused_all[best], sparse[visited[best]], dense_all[best], at)
+    return EarlyStopResult(visited[best], fused_all[best], sparse[visited[best]], dense_all[best], at,
+                           at - len(visited))

@@ -41,6 +41,7 @@ class FastForwardResult:
     fused: Ranking
     timings: dict[str, float] = field(default_factory=dict)
     looked_up: int = 0  # vector look-ups (candidates scored densely), over all queries
+    without_vector: int = 0  # of those, candidates the forward index has no vector for
 
 
 @dataclass
@@ -52,6 +53,14 @@ class Reranked:
     score_sparse: np.ndarray
     score_dense: np.ndarray
     looked_up: int = 0  # candidates whose vectors were looked up
+    without_vector: int = 0  # of those, candidates without a vector
+
+
+def _check_fusion(fusion: str, early_stop: int | None) -> None:
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    if early_stop is not None and fusion != "interpolate":
+        raise ValueError("early stopping works with interpolation only")
 
 
 class FastForward:
@@ -124,24 +133,65 @@ class FastForward:
         candidates; those BM25 did not return get a BM25 score of 0. ``early_stop=k`` returns only the top k per query, exactly,
         looking up as few vectors as possible (see :meth:`rerank`).
         """
-        if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
-        if early_stop is not None and fusion != "interpolate":
-            raise ValueError("early stopping works with interpolation only")
+        _check_fusion(fusion, early_stop)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         sparse = self.sparse.search(queries, k=k_s, threads=threads, progress=progress)
         timings["sparse"] = time.perf_counter() - start
+        qids, vectors = self._query_vectors(queries, query_vectors, timings)
+        if dense_k > 0:
+            start = time.perf_counter()
+            sparse = self._add_dense_candidates(queries, sparse, vectors, dense_k)
+            timings["dense_candidates"] = time.perf_counter() - start
+        return self._score_and_fuse(qids, sparse, vectors, alpha, fusion, normalization, mode, missing, early_stop,
+                                    exact_early_stop, timings)
+
+    def rerank_run(self, ranking: Ranking, queries: pd.DataFrame, depth: int | None = None, alpha: float = 0.35,
+                   mode: str = "maxp", fusion: str = "interpolate", normalization: str = "minmax",
+                   missing: str = "min", query_vectors: np.ndarray | None = None, early_stop: int | None = None,
+                   exact_early_stop: bool = True) -> FastForwardResult:
+        """Fast-Forward over any first-stage run: its scores are the sparse side, as BM25's are in :meth:`rank`.
+
+        ``depth`` keeps each query's top ``depth`` candidates first.
+        ``queries`` (``qid, query``) must hold every query of ``ranking``; a
+        query without candidates gets no results, and only queries with
+        candidates are encoded. ``query_vectors`` (one row per row of
+        ``queries``) skips encoding. The other options are :meth:`rank`'s.
+        """
+        _check_fusion(fusion, early_stop)
+        qids = queries["qid"].astype(str)
+        if query_vectors is not None and len(query_vectors) != len(qids):
+            raise ValueError(f"{len(query_vectors)} query vectors for {len(qids)} queries")
+        unknown = sorted(set(ranking.qids) - set(qids))
+        if unknown:
+            shown = ", ".join(repr(q) for q in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise ValueError(f"the ranking has {len(unknown)} queries that are not in the queries: {shown}")
+        sparse = ranking.cut(depth) if depth is not None else ranking
+        with_candidates = qids.isin(set(sparse.qids)).to_numpy()
+        given = query_vectors[with_candidates] if query_vectors is not None else None
+        timings: dict[str, float] = {}
+        qids, vectors = self._query_vectors(queries[with_candidates], given, timings)
+        return self._score_and_fuse(qids, sparse, vectors, alpha, fusion, normalization, mode, missing, early_stop,
+                                    exact_early_stop, timings)
+
+    def _query_vectors(self, queries: pd.DataFrame, query_vectors: np.ndarray | None,
+                       timings: dict[str, float]) -> tuple[list[str], np.ndarray]:
+        """The queries' IDs and vectors (encoded unless given), timed as ``encode``."""
         start = time.perf_counter()
         qids = queries["qid"].astype(str).tolist()
         if query_vectors is not None and len(query_vectors) != len(qids):
             raise ValueError(f"{len(query_vectors)} query vectors for {len(qids)} queries")
         vectors = self.encoder(queries["query"].astype(str).tolist()) if query_vectors is None else query_vectors
         timings["encode"] = time.perf_counter() - start
-        if dense_k > 0:
-            start = time.perf_counter()
-            sparse = self._add_dense_candidates(queries, sparse, vectors, dense_k)
-            timings["dense_candidates"] = time.perf_counter() - start
+        return qids, vectors
+
+    def _score_and_fuse(self, qids: list[str], sparse: Ranking, vectors: np.ndarray, alpha: float, fusion: str,
+                        normalization: str, mode: str, missing: str, early_stop: int | None, exact_early_stop: bool,
+                        timings: dict[str, float]) -> FastForwardResult:
+        """Score the candidates of ``sparse`` with the forward index and fuse them.
+
+        The step :meth:`rank` and :meth:`rerank_run` share; ``qids[i]`` is the query of ``vectors[i]``.
+        """
         if early_stop is not None:
             return self._rank_early_stop(qids, sparse, vectors, alpha, normalization, mode, missing, early_stop,
                                          exact_early_stop, timings)
@@ -154,7 +204,8 @@ class FastForward:
         else:
             fused = interpolate(sparse, dense, alpha, normalization=normalization, missing=missing)
         timings["fusion"] = time.perf_counter() - start
-        return FastForwardResult(sparse, dense, fused, timings, looked_up=len(sparse))
+        return FastForwardResult(sparse, dense, fused, timings, looked_up=len(sparse),
+                                 without_vector=len(sparse) - len(dense))
 
     def _add_dense_candidates(self, queries: pd.DataFrame, sparse: Ranking, vectors: np.ndarray,
                               dense_k: int) -> Ranking:
@@ -174,7 +225,7 @@ class FastForward:
                          timings: dict[str, float]) -> FastForwardResult:
         start = time.perf_counter()
         groups = {q: g for q, g in sparse.df.groupby("qid", sort=False)}
-        fused_rows, dense_rows, looked_up = [], [], 0
+        fused_rows, dense_rows, looked_up, without_vector = [], [], 0, 0
         for i, qid in enumerate(qids):
             if qid not in groups:
                 continue
@@ -182,6 +233,7 @@ class FastForward:
             top = self.rerank(vectors[i], group["docno"].tolist(), group["score"].to_numpy(), alpha=alpha,
                               normalization=normalization, mode=mode, missing=missing, early_stop=k, exact=exact)
             looked_up += top.looked_up
+            without_vector += top.without_vector
             fused_rows.append(pd.DataFrame({"qid": qid, "docno": top.docnos, "score": top.score,
                                             "score_sparse": top.score_sparse, "score_dense": top.score_dense}))
             dense_rows.append(pd.DataFrame({"qid": qid, "docno": top.docnos, "score": top.score_dense}))
@@ -190,7 +242,7 @@ class FastForward:
         dense = pd.concat(dense_rows) if dense_rows else pd.DataFrame(columns=columns)
         timings["dense+fusion"] = time.perf_counter() - start
         return FastForwardResult(sparse, Ranking(dense, name="dense"), Ranking(fused, name="bm25+dense"), timings,
-                                 looked_up=looked_up)
+                                 looked_up=looked_up, without_vector=without_vector)
 
     def dense_bound(self, query_vector: np.ndarray) -> float:
         """An upper bound on this query's dense score against any document: ``|q| * max |d|``
@@ -223,7 +275,8 @@ class FastForward:
         order = np.argsort(-fused, kind="stable")
         if len(order) > 1 and (np.diff(fused[order]) == 0).any():  # ties: break them by docno
             order = np.lexsort((kept.astype(str), -fused))
-        return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order], len(docnos))
+        return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order], len(docnos),
+                        int(np.isnan(dense).sum()))
 
     @property
     def row_map(self) -> RowMap | None:
@@ -281,7 +334,8 @@ class FastForward:
             sparse, lambda at: self.index.score_pairs(query, np.zeros(len(at), dtype=np.int64), ids[at].tolist(),
                                                       mode=mode),
             alpha, k, self.dense_bound(query[0]) if exact else None)
-        return Reranked(ids[result.top].tolist(), result.fused, result.sparse, result.dense, result.looked_up)
+        return Reranked(ids[result.top].tolist(), result.fused, result.sparse, result.dense, result.looked_up,
+                        result.without_vector)
 
     def describe(self) -> dict[str, Any]:
         """What this pipeline serves (for logs and the API)."""

@@ -139,3 +139,74 @@ def reciprocal_rank_fusion_arrays(docnos: Sequence[str], scores: Sequence[np.nda
         order = present[np.lexsort((ids[present], -values[present]))]
         fused[order] += weight / (k + np.arange(1, len(order) + 1, dtype=np.float64))
     return fused
+
+
+FUSION_METHODS = ("rrf", "interpolate", "combsum", "combmnz")
+
+
+def _check_weights(rankings: Sequence[Ranking], weights: Sequence[float] | None) -> list[float]:
+    if not rankings:
+        raise ValueError("fusion needs at least one ranking")
+    weights = [float(w) for w in weights] if weights is not None else [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(rankings)} rankings but {len(weights)} weights")
+    return weights
+
+
+def comb_sum(rankings: Sequence[Ranking], weights: Sequence[float] | None = None, normalization: str = "none",
+             mnz: bool = False) -> Ranking:
+    """CombSUM: ``sum_i w_i * norm(s_i)`` over the rankings that hold a document (the others add 0).
+
+    Scores are normalised per ranking and query first (:func:`normalize`).
+    ``mnz=True`` is CombMNZ: the sum times the number of rankings holding the document.
+    """
+    weights = _check_weights(rankings, weights)
+    parts = []
+    for ranking, weight in zip(rankings, weights):
+        df = ranking.df[["qid", "docno", "score"]]
+        parts.append(df.assign(score=weight * normalize(df["score"], df["qid"], normalization)))
+    fused = pd.concat(parts).groupby(["qid", "docno"], sort=False, as_index=False)["score"].agg(["sum", "count"])
+    score = fused["sum"] * fused["count"] if mnz else fused["sum"]
+    return Ranking(fused[["qid", "docno"]].assign(score=score), name="combmnz" if mnz else "combsum")
+
+
+def interpolate_runs(rankings: Sequence[Ranking], weights: Sequence[float] | None = None,
+                     normalization: str = "none") -> Ranking:
+    """A convex combination ``sum_i w_i * norm(s_i)`` over the union of the rankings' documents.
+
+    Weights are scaled to sum to 1 (default: equal, the average); a ranking
+    without a document adds 0 for it. Unlike :func:`interpolate`, which keeps
+    only the first ranking's candidates, every document of every ranking is kept.
+    """
+    weights = _check_weights(rankings, weights)
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError(f"interpolation weights must have a positive sum, got {weights}")
+    if total != 1.0:
+        weights = [w / total for w in weights]
+    fused = comb_sum(rankings, weights, normalization)
+    fused.name = "interpolate"
+    return fused
+
+
+def fuse(rankings: Sequence[Ranking], method: str = "rrf", weights: Sequence[float] | None = None,
+         normalization: str = "none", rrf_k: int = 60, depth: int | None = None, k: int | None = None) -> Ranking:
+    """Fuse whole runs: ``rrf`` (:func:`reciprocal_rank_fusion`), ``interpolate``, ``combsum`` or ``combmnz``.
+
+    ``depth`` keeps each input's top ``depth`` per query before fusing, ``k``
+    the output's top ``k``; ``normalization`` applies to the score-based methods
+    (RRF uses ranks only). Ties are broken by ``docno``, as everywhere.
+    """
+    if method not in FUSION_METHODS:
+        raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalisation {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
+    if depth is not None:
+        rankings = [ranking.cut(depth) for ranking in rankings]
+    if method == "rrf":
+        fused = reciprocal_rank_fusion(rankings, weights, k=rrf_k)
+    elif method == "interpolate":
+        fused = interpolate_runs(rankings, weights, normalization)
+    else:
+        fused = comb_sum(rankings, weights, normalization, mnz=method == "combmnz")
+    return fused.cut(k) if k is not None else fused

@@ -8,6 +8,12 @@
     pipeline = BM25Retriever(ff, k=1000) >> FFScore(ff) >> FFInterpolate(alpha=0.35)
     pt.Experiment([pipeline], topics, qrels, eval_metrics=[nDCG @ 10])   # not the string "nDCG@10"
 
+``FFScore`` and ``FFInterpolate`` work on any retriever's output (``qid,
+query, docno, score``), and ``FFRerank`` does both in one step with every
+option of ``ff-rank rerank`` (RRF, early stopping, depth):
+
+    first_stage >> FFRerank(ff, alpha=0.35)            # e.g. pt.Transformer.from_df(run) or a Terrier retriever
+
 ``FFScore`` keeps the incoming score as ``score_0`` and puts the dense score
 in ``score``; ``FFInterpolate`` fuses them as ``ff-rank run --mode ff`` does
 (per-query normalisation, default minmax; ``alpha`` weighs the sparse score),
@@ -155,6 +161,47 @@ class FFInterpolate(pt.Transformer):
     __hash__ = object.__hash__
 
 
+class FFRerank(pt.Transformer):
+    """Fast-Forward over any retriever's output in one step: :meth:`FastForward.rerank_run` as a transformer.
+
+    Input: ``qid, query, docno, score`` from any first stage (its ``score`` is
+    the sparse side). Output: ``qid, docno, score, rank``, the components
+    ``score_sparse, score_dense`` and the other input columns; exactly
+    ``ff-rank rerank``'s ranking, with all its options: ``fusion="rrf"``,
+    ``early_stop=k`` (needs ``normalize="none"``, ``missing="drop"``) and
+    ``depth`` besides those of :class:`FFInterpolate`. For interpolation,
+    ``FFScore(ff) >> FFInterpolate(alpha)`` gives the same ranking.
+    """
+
+    def __init__(self, ff: FastForward | str | Path, alpha: float = DEFAULT_ALPHA,
+                 normalize: str = DEFAULT_NORMALIZATION, fusion: str = "interpolate", mode: str = "maxp",
+                 missing: str = "min", early_stop: int | None = None, exact: bool = True,
+                 depth: int | None = None) -> None:
+        """``ff``: an open :class:`FastForward` or an index directory; the rest as ``ff-rank rerank``'s options."""
+        FFInterpolate(alpha, normalize, missing)  # the same checks
+        self.ff = ff if isinstance(ff, FastForward) else FastForward.open(ff)
+        self.alpha, self.normalize, self.fusion, self.mode, self.missing = alpha, normalize, fusion, mode, missing
+        self.early_stop, self.exact, self.depth = early_stop, exact, depth
+
+    def transform(self, res: pd.DataFrame) -> pd.DataFrame:
+        """Score every query's candidates densely and fuse."""
+        _require(res, ["qid", "query", "docno", "score"], "FFRerank")
+        res = res.assign(qid=res["qid"].astype(str), docno=res["docno"].astype(str))
+        queries = res[["qid", "query"]].drop_duplicates("qid")
+        result = self.ff.rerank_run(
+            Ranking(res[["qid", "docno", "score"]]), queries, depth=self.depth, alpha=float(self.alpha),
+            mode=self.mode, fusion=self.fusion, normalization=self.normalize, missing=self.missing,
+            early_stop=self.early_stop, exact_early_stop=self.exact)
+        rest = res.drop(columns=["score", "score_0", "rank", "score_sparse", "score_dense"], errors="ignore")
+        return _pt_ranks(result.fused.df.merge(rest, on=["qid", "docno"], how="left"))
+
+    def __repr__(self) -> str:
+        return (f"FFRerank({str(self.ff.sparse.index_dir)!r}, alpha={self.alpha}, normalize={self.normalize!r}, "
+                f"fusion={self.fusion!r}, early_stop={self.early_stop})")
+
+    __hash__ = object.__hash__  # as FFInterpolate: alpha may change under pt.GridSearch
+
+
 def ff_pipeline(ff: FastForward | str | Path, k: int = 1000, alpha: float = DEFAULT_ALPHA,
                 normalize: str = DEFAULT_NORMALIZATION, mode: str = "maxp") -> pt.Transformer:
     """``BM25Retriever(k) >> FFScore >> FFInterpolate(alpha)`` over one index: ``ff-rank run --mode ff`` as a pipeline."""
@@ -162,4 +209,4 @@ def ff_pipeline(ff: FastForward | str | Path, k: int = 1000, alpha: float = DEFA
     return BM25Retriever(ff, k=k) >> FFScore(ff, mode=mode) >> FFInterpolate(alpha, normalize=normalize)
 
 
-__all__ = ["BM25Retriever", "FFInterpolate", "FFScore", "ff_pipeline"]
+__all__ = ["BM25Retriever", "FFInterpolate", "FFRerank", "FFScore", "ff_pipeline"]

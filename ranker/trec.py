@@ -6,6 +6,7 @@ represented in these formats and is reported as an error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ def read_run(source: Source) -> pd.DataFrame:
     """Read a TREC run (``qid Q0 docno rank score tag``) into ``qid, docno, score`` (+ ``tag``)."""
     name = source_name(source)
     rows: list[tuple[str, str, float, str]] = []
+    line_numbers: list[int] = []
     for line_no, line in numbered_lines(source):
         if not line.strip():
             continue
@@ -39,12 +41,28 @@ def read_run(source: Source) -> pd.DataFrame:
         except ValueError:
             raise InputError(f"{name}:{line_no}: score {score!r} is not a number") from None
         rows.append((qid, docno, value, tag))
+        line_numbers.append(line_no)
     df = pd.DataFrame(rows, columns=["qid", "docno", "score", "tag"])
     dup = df.duplicated(["qid", "docno"])
     if dup.any():
-        first = df[dup].iloc[0]
-        raise InputError(f"{name}: document {first['docno']!r} appears twice for query {first['qid']!r}")
+        at = int(dup.to_numpy().argmax())
+        qid, docno = df["qid"].iat[at], df["docno"].iat[at]
+        first = int(((df["qid"] == qid) & (df["docno"] == docno)).to_numpy().argmax())
+        raise InputError(f"{name}:{line_numbers[at]}: document {docno!r} appears twice for query {qid!r} "
+                         f"(first on line {line_numbers[first]})")
     return df
+
+
+def first_lines(source: Source, qids: Iterable[str]) -> dict[str, int]:
+    """The line on which each of ``qids`` first appears in a run file (for error messages)."""
+    wanted, found = set(qids), {}
+    for line_no, line in numbered_lines(source):
+        qid = line.split(maxsplit=1)[0] if line.strip() else None
+        if qid in wanted and qid not in found:
+            found[qid] = line_no
+            if len(found) == len(wanted):
+                break
+    return found
 
 
 def write_run(df: pd.DataFrame, path: str | Path, tag: str) -> None:

@@ -15,6 +15,7 @@ from indexing.build import build_index
 from ranker.errors import InputError
 from ranker.fast_forward import FastForward
 from ranker.forward_index import ForwardIndex
+from ranker.ranking import Ranking
 from ranker.topics import read_queries
 from tests.conftest import REPO, TINY_DOCS, write_beir
 
@@ -289,3 +290,83 @@ def test_row_map_follows_the_forward_index(ff_index, tmp_path):
     manifest["row_map"]["forward_manifest"] = "sha256:other"
     (index / "manifest.json").write_text(json.dumps(manifest))
     assert read_row_map(index, ForwardIndex.open(index)).rows.tolist() == rows.tolist()
+
+
+RERANK_SETTINGS = [
+    {"alpha": 0.3, "normalization": "minmax", "missing": "min"},
+    {"alpha": 0.6, "normalization": "zscore", "missing": "drop"},
+    {"alpha": 0.5, "normalization": "none", "fusion": "rrf"},
+    {"alpha": 0.6, "normalization": "none", "missing": "drop", "early_stop": 1},
+]
+
+
+@pytest.mark.parametrize("settings", RERANK_SETTINGS)
+def test_rerank_run_of_bm25s_run_is_rank(ff_index, queries, settings):
+    ff = FastForward.open(ff_index)
+    ranked = ff.rank(queries, k_s=10, **settings)
+    again = ff.rerank_run(ranked.sparse, queries, **settings)
+    assert again.fused == ranked.fused and again.dense == ranked.dense and again.sparse == ranked.sparse
+    assert again.looked_up == ranked.looked_up and again.without_vector == ranked.without_vector == 0
+    assert set(again.timings) == set(ranked.timings) - {"sparse"}
+
+
+def test_rerank_run_of_any_run(ff_index, queries, tmp_path):
+    from ranker.fusion import interpolate
+
+    ff = FastForward.open(ff_index)
+    # Another first stage's scores (any scale); q2 has a candidate the index does not hold; q3 has no candidates.
+    run = Ranking.from_dict({"q1": {"5": 40.0, "3": 30.0, "007": 20.0, "4": 10.0},
+                             "q2": {"no-such-doc": 9.0, "3": 8.0, "4": 7.0}}, name="first")
+    vectors = ff.encoder(queries["query"].tolist())
+    result = ff.rerank_run(run, queries, depth=3, alpha=0.4)
+    assert result.sparse == run.cut(3) and result.looked_up == 6 and result.without_vector == 1
+    assert result.fused.qids == ["q1", "q2"]  # q3 had no candidates
+    dense = ff.index.score(run.cut(3), ["q1", "q2"], vectors[:2])
+    assert len(dense) == 5 and "no-such-doc" not in dense.df["docno"].tolist()
+    expected = interpolate(run.cut(3), dense, 0.4, normalization="minmax")
+    assert result.fused == expected and result.fused.df["score_dense"].equals(expected.df["score_dense"])
+    assert result.fused.df["docno"][result.fused.df["qid"] == "q1"].tolist()[0] == "007"  # dense lifts it to the top
+    dropped = ff.rerank_run(run, queries, alpha=0.4, missing="drop", query_vectors=vectors)
+    assert "no-such-doc" not in dropped.fused.df["docno"].tolist() and len(dropped.fused) == 6
+    assert dropped.without_vector == 1 and "encode" in dropped.timings
+    stopped = ff.rerank_run(run, queries, alpha=0.4, normalization="none", missing="drop", early_stop=1)
+    assert stopped.fused.df[["qid", "docno"]].values.tolist() == \
+        ff.rerank_run(run, queries, alpha=0.4, normalization="none", missing="drop").fused.cut(1).df[
+            ["qid", "docno"]].values.tolist()
+    with pytest.raises(ValueError, match=r"^the ranking has 1 queries that are not in the queries: 'q9'$"):
+        ff.rerank_run(Ranking.from_dict({"q9": {"5": 1.0}, "q1": {"5": 1.0}}), queries)
+    with pytest.raises(ValueError, match="1 query vectors for 3 queries"):
+        ff.rerank_run(run, queries, query_vectors=vectors[:1])
+
+
+def test_cli_rerank_counts_what_it_could_not_rerank(ff_index, tmp_path, capsys):
+    from ranker import cli
+
+    beir = write_beir(tmp_path / "tiny")
+    first = tmp_path / "first.trec"
+    # q1 and q2 have candidates (one without a vector); q3 has none; "q0" is a query of the file outside split test
+    (beir / "queries.jsonl").write_text((beir / "queries.jsonl").read_text() + '{"_id": "q0", "text": "other"}\n')
+    first.write_text("q1 Q0 5 1 40 x\nq1 Q0 3 2 30 x\nq1 Q0 007 3 20 x\nq2 Q0 gone 1 9 x\nq2 Q0 3 2 8 x\n"
+                     "q0 Q0 4 1 1 x\n")
+    out = tmp_path / "ff.trec"
+    argv = ["rerank", "--run", str(first), "--index", str(ff_index), "--queries", str(beir), "--out", str(out),
+            "--alpha", "0.4"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"2 queries re-ranked; 1 without candidates in {first} (no results for them)",
+        f"1 queries of {first} are not in split 'test': left out",
+        "5 candidates; 1 without a vector (given their query's lowest dense score)",
+        f"wrote {out} (5 rows, 2 of 3 queries with results)"]
+    ff = FastForward.open(ff_index)
+    queries = read_queries(beir, split="test")
+    expected = ff.rerank_run(Ranking.read(first).for_queries(["q1", "q2"]), queries, alpha=0.4).fused
+    assert Ranking.read(out) == expected
+    assert out.read_text().splitlines()[0].startswith("q1 Q0 007 1 ") and out.read_text().endswith(" ff\n")
+
+    # depth 1: q1's "5" and q2's "gone", which has no vector and is dropped
+    assert cli.main([*argv, "--depth", "1", "--early-stop", "1", "--normalization", "none", "--profile"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "2 candidates looked up of 2; 1 without a vector (dropped)"
+    assert lines[3] == "early stopping at 1: 1.0 vector look-ups per query instead of 1.0"
+    assert [line.split()[0] for line in lines[4:6]] == ["encode", "dense+fusion"]
+    assert out.read_text().splitlines()[0].startswith("q1 Q0 5 1 ") and len(out.read_text().splitlines()) == 1

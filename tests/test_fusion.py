@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ranker.fusion import (
+    comb_sum,
+    fuse,
     interpolate,
+    interpolate_runs,
     normalize,
     reciprocal_rank_fusion,
     reciprocal_rank_fusion_arrays,
@@ -318,3 +321,123 @@ def test_rrf_needs_a_ranking():
     with pytest.raises(ValueError) as info:
         reciprocal_rank_fusion([])
     assert str(info.value) == "reciprocal rank fusion needs at least one ranking"
+
+
+# --- fusing whole runs: combsum, combmnz, interpolation, fuse() ------------------------------------
+
+# q1: a, b in both runs; c only in A; d only in B.  q2 only in A.
+RUN_A = Ranking.from_dict({"q1": {"a": 4.0, "b": 2.0, "c": 0.0}, "q2": {"z": 5.0, "y": 1.0}})
+RUN_B = Ranking.from_dict({"q1": {"b": 30.0, "a": 20.0, "d": 10.0}})
+
+
+def test_combsum_and_combmnz_hand_computed():
+    assert comb_sum([RUN_A, RUN_B]).scores_by_query() == {
+        "q1": {"b": 32.0, "a": 24.0, "d": 10.0, "c": 0.0}, "q2": {"z": 5.0, "y": 1.0}}
+    # minmax per run and query: A q1 a 1, b .5, c 0; B b 1, a .5, d 0; A q2 z 1, y 0
+    assert comb_sum([RUN_A, RUN_B], normalization="minmax").scores_by_query() == {
+        "q1": {"a": 1.5, "b": 1.5, "c": 0.0, "d": 0.0}, "q2": {"z": 1.0, "y": 0.0}}
+    weighted = comb_sum([RUN_A, RUN_B], weights=[2.0, 1.0], normalization="minmax", mnz=True)
+    # a: (2*1 + .5) * 2 runs = 5; b: (2*.5 + 1) * 2 = 4; c: 0 * 1; d: 0 * 1
+    assert rows(weighted, "score") == [("q1", "a", 5.0), ("q1", "b", 4.0), ("q1", "c", 0.0), ("q1", "d", 0.0),
+                                       ("q2", "z", 2.0), ("q2", "y", 0.0)]
+    assert weighted.name == "combmnz"
+
+
+def test_interpolate_runs_is_a_convex_combination_over_the_union():
+    fused = interpolate_runs([RUN_A, RUN_B], weights=[3.0, 1.0])  # scaled to 0.75, 0.25
+    assert fused.scores_by_query() == {"q1": {"b": 9.0, "a": 8.0, "d": 2.5, "c": 0.0}, "q2": {"z": 3.75, "y": 0.75}}
+    assert interpolate_runs([RUN_A, RUN_B]).scores_by_query()["q1"] == {"b": 16.0, "a": 12.0, "d": 5.0, "c": 0.0}
+    with pytest.raises(ValueError, match=r"^interpolation weights must have a positive sum, got \[1.0, -1.0\]$"):
+        interpolate_runs([RUN_A, RUN_B], weights=[1, -1])
+
+
+def test_fuse_depth_and_k():
+    # depth 2 drops c from A and d from B before fusing; k 1 keeps each query's best
+    assert fuse([RUN_A, RUN_B], "combsum", depth=2).scores_by_query() == {
+        "q1": {"b": 32.0, "a": 24.0}, "q2": {"z": 5.0, "y": 1.0}}
+    # a (ranks 1, 2) and b (ranks 2, 1) tie exactly; docno breaks the tie
+    assert rows(fuse([RUN_A, RUN_B], "rrf"), "score")[:2] == [("q1", "a", 1 / 61 + 1 / 62),
+                                                             ("q1", "b", 1 / 62 + 1 / 61)]
+    assert rows(fuse([RUN_A, RUN_B], "rrf", k=1), "score") == [("q1", "a", 1 / 61 + 1 / 62), ("q2", "z", 1 / 61)]
+    assert fuse([RUN_A, RUN_B], "rrf", rrf_k=0, weights=[1, 2]).scores_by_query()["q1"] == pytest.approx(
+        {"b": 1 / 2 + 2 / 1, "a": 1 / 1 + 2 / 2, "c": 1 / 3, "d": 2 / 3})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "borda"}, "unknown fusion method 'borda'; choose one of rrf, interpolate, combsum, combmnz"),
+    ({"method": "combsum", "normalization": "l2"}, "unknown normalisation 'l2'; choose one of none, minmax, zscore"),
+    ({"method": "combmnz", "weights": [1.0]}, "2 rankings but 1 weights"),
+])
+def test_fuse_rejects_bad_options(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        fuse([RUN_A, RUN_B], **kwargs)
+    assert str(info.value) == message
+
+
+# --- the same rankings as pyserini's fusion ---------------------------------------------------------
+
+
+def random_runs(seed: int, count: int) -> list[Ranking]:
+    """Runs over overlapping documents, with scores rounded so that ties are common within and across runs."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(count):
+        rows_ = [(f"q{q}", f"d{d}", round(float(rng.normal(5, 3)), 1))
+                 for q in range(6) for d in rng.choice(40, size=int(rng.integers(2, 30)), replace=False)]
+        runs.append(Ranking(pd.DataFrame(rows_, columns=["qid", "docno", "score"])))
+    return runs
+
+
+def pyserini_rows(trec_run) -> list[tuple]:
+    df = trec_run.run_data
+    return list(zip(df["topic"].astype(str), df["docid"].astype(str), df["rank"].astype(int), df["score"]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rankings_equal_pyserini_fusion(tmp_path, seed):
+    trectools = pytest.importorskip("pyserini.trectools")
+    from pyserini import fusion as pyserini_fusion
+
+    runs = random_runs(seed, 3)
+    paths = []
+    for i, run in enumerate(runs):  # our writer: ranks follow score, then docno, as pyserini's merge sorts
+        paths.append(tmp_path / f"run{i}.trec")
+        run.write(paths[-1], tag=f"r{i}")
+    theirs = [trectools.TrecRun(str(p)) for p in paths]
+    mine = [Ranking.read(p) for p in paths]
+    assert fuse(mine, "rrf").df.duplicated(["qid", "score"]).any()  # fused ties occur: tie-breaking is compared too
+
+    def ours(ranking: Ranking) -> list[tuple]:
+        return [tuple(r) for r in ranking.df[["qid", "docno", "rank", "score"]].itertuples(index=False)]
+
+    for depth, k in [(None, None), (5, 10), (20, 3)]:
+        assert ours(fuse(mine, "rrf", rrf_k=60, depth=depth, k=k)) == pyserini_rows(
+            pyserini_fusion.reciprocal_rank_fusion(theirs, rrf_k=60, depth=depth, k=k))
+        assert ours(fuse(mine, "rrf", rrf_k=5, depth=depth, k=k)) == pyserini_rows(
+            pyserini_fusion.reciprocal_rank_fusion(theirs, rrf_k=5, depth=depth, k=k))
+        assert ours(fuse(mine[:2], "interpolate", weights=[0.3, 0.7], depth=depth, k=k)) == pyserini_rows(
+            pyserini_fusion.interpolation(theirs[:2], alpha=0.3, depth=depth, k=k))
+        assert ours(fuse(mine, "interpolate", depth=depth, k=k)) == pyserini_rows(
+            pyserini_fusion.average(theirs, depth=depth, k=k))
+
+
+def test_minmax_combsum_equals_pyserini_normalize_except_for_constant_scores(tmp_path):
+    pytest.importorskip("pyserini.trectools")
+    from pyserini import fusion as pyserini_fusion
+    from pyserini.trectools import TrecRun
+
+    runs = random_runs(7, 2)
+    for i, run in enumerate(runs):
+        run.write(tmp_path / f"run{i}.trec", tag="t")
+    theirs = [TrecRun(str(tmp_path / f"run{i}.trec")) for i in range(2)]
+    mine = fuse(runs, "combsum", normalization="minmax")
+    assert [tuple(r) for r in mine.df[["qid", "docno", "rank", "score"]].itertuples(index=False)] == \
+        pyserini_rows(pyserini_fusion.normalize(theirs))
+    # A query whose scores are all equal: pyserini's min-max gives them 1, ours (as everywhere here) 0.
+    (tmp_path / "flat.trec").write_text("q Q0 x 1 3.0 t\nq Q0 y 2 3.0 t\n")
+    (tmp_path / "other.trec").write_text("q Q0 z 1 9.0 t\nq Q0 x 2 1.0 t\n")
+    flat = pyserini_fusion.normalize([TrecRun(str(tmp_path / "flat.trec")), TrecRun(str(tmp_path / "other.trec"))])
+    assert [(d, s) for _, d, _, s in pyserini_rows(flat)] == [("x", 1.0), ("y", 1.0), ("z", 1.0)]
+    ours = fuse([Ranking.read(tmp_path / "flat.trec"), Ranking.read(tmp_path / "other.trec")], "combsum",
+                normalization="minmax")
+    assert rows(ours, "score") == [("q", "z", 1.0), ("q", "x", 0.0), ("q", "y", 0.0)]

@@ -20,7 +20,13 @@ from ranker.errors import InputError  # noqa: E402
 from ranker.evaluation import evaluate  # noqa: E402
 from ranker.fast_forward import FastForward  # noqa: E402
 from ranker.fusion import interpolate  # noqa: E402
-from ranker.pyterrier import BM25Retriever, FFInterpolate, FFScore, ff_pipeline  # noqa: E402
+from ranker.pyterrier import (  # noqa: E402
+    BM25Retriever,
+    FFInterpolate,
+    FFRerank,
+    FFScore,
+    ff_pipeline,
+)
 from ranker.ranking import Ranking  # noqa: E402
 from ranker.topics import load_qrels, read_queries  # noqa: E402
 from tests.conftest import REPO, TINY_QRELS, shared_collection, write_beir  # noqa: E402
@@ -178,3 +184,30 @@ def test_scifact_experiment_equals_ff_rank(scifact_ff_index, tmp_path, capsys):
         print(f"\nSciFact test nDCG@10: pt.Experiment {experiment:.6f}, ff-rank {ff_rank:.6f}")
     assert experiment == pytest.approx(ff_rank, abs=1e-4)
     assert ff_rank == pytest.approx(0.7371, abs=2e-3)  # docs/evaluation.md
+
+
+def test_any_retrievers_output_is_reranked_as_ff_rank_rerank(ff, topics):
+    # A first stage that is not our BM25: a fixed run (any score scale), served by PyTerrier, with a candidate
+    # the forward index lacks; q3 gets no candidates.
+    long_id = "d-long-identifier-0000000000000000000000001"
+    run = pd.DataFrame({"qid": ["q1"] * 4 + ["q2"] * 3, "docno": ["5", "3", "007", "4", "no-such-doc", "3", long_id],
+                        "score": [40.0, 30.0, 20.0, 10.0, 9.0, 8.0, 7.0]})
+    first_stage = pt.Transformer.from_df(run)
+    assert "query" in first_stage(topics).columns  # PyTerrier adds the topics' columns
+    for options in ({"alpha": 0.4}, {"alpha": 0.6, "normalize": "zscore", "missing": "drop"},
+                    {"alpha": 0.5, "fusion": "rrf"}, {"alpha": 0.5, "depth": 2},
+                    {"alpha": 0.6, "normalize": "none", "missing": "drop", "early_stop": 2}):
+        out = (first_stage >> FFRerank(ff, **options))(topics)
+        expected = ff.rerank_run(Ranking(run), topics, **{("normalization" if k == "normalize" else k): v
+                                                           for k, v in options.items()}).fused
+        assert Ranking(out[["qid", "docno", "score"]]) == expected, options
+        assert (out.groupby("qid")["rank"].min() == pt.model.FIRST_RANK).all()
+        assert dict(zip(out["qid"], out["query"])) == dict(zip(topics["qid"][:2], topics["query"][:2]))
+    # For interpolation the two-step pipeline already covered any first stage: the same ranking.
+    two_steps = (first_stage >> FFScore(ff) >> FFInterpolate(0.4))(topics)
+    assert Ranking(two_steps[["qid", "docno", "score"]]) == Ranking(
+        (first_stage >> FFRerank(ff, alpha=0.4))(topics)[["qid", "docno", "score"]])
+    with pytest.raises(ValueError, match="early stopping needs normalization='none'"):
+        (first_stage >> FFRerank(ff, early_stop=1))(topics)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        FFRerank(ff, alpha=2)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ranker.errors import InputError
 from ranker.ranking import Ranking
-from ranker.trec import read_qrels, read_run, write_qrels
+from ranker.trec import first_lines, read_qrels, read_run, write_qrels
 
 RUN = "q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 1.0 t\nq2 Q0 d1 1 0.5 t\n"
 
@@ -59,11 +59,18 @@ def test_write_read_round_trip_keeps_ids_and_scores_exactly(tmp_path_factory, ro
     ("q1 Q0 d1 1 2.5 t\nq1 Q0 d 1 x 2.5 t\n", "<string>:2: expected 6 fields"),
     ("q1 Q0 d1 one 2.5 t\n\n", "<string>:1: rank 'one' is not an integer"),
     ("q1 Q0 d1 1 high t\n", "<string>:1: score 'high' is not a number"),
-    ("q1 Q0 d1 1 2 t\nq1 Q0 d1 2 1 t\n", "<string>: document 'd1' appears twice for query 'q1'"),
+    ("q1 Q0 d1 1 2 t\nq2 Q0 d1 1 2 t\n\nq1 Q0 d1 2 1 t\n",
+     "<string>:4: document 'd1' appears twice for query 'q1' (first on line 1)"),
 ])
 def test_bad_run_lines_name_the_line(text, message):
     with pytest.raises(InputError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         read_run(text)
+
+
+def test_first_lines_of_queries(tmp_path):
+    path = tmp_path / "run.trec"
+    path.write_text("q1 Q0 d1 1 2 t\n\nq2 Q0 d1 1 2 t\nq1 Q0 d2 2 1 t\nq3 Q0 d1 1 1 t\n")
+    assert first_lines(path, ["q3", "q1", "q9"]) == {"q1": 1, "q3": 5}
 
 
 def test_missing_run_file(tmp_path):
