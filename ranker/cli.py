@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ranker.errors import InputError, cli_entry
@@ -45,6 +46,8 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--dense-k", type=int, default=0,
                       help="tune hybrid mode: add each query's top N dense candidates, stored for --mode hybrid "
                            "--alpha auto (default: 0, Fast-Forward over BM25's candidates)")
+    tune.add_argument("--exact", action="store_true",
+                      help="--dense-k: scan every vector even where the index has an ANN index")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_ff_options(tune, with_alpha=False)
 
@@ -110,11 +113,14 @@ def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True, wi
     group = parser.add_argument_group("Fast-Forward re-ranking")
     if with_alpha and with_mode:
         group.add_argument("--mode", choices=["bm25", "ff", "dense", "hybrid"], default="bm25",
-                           help="bm25: sparse only; ff: interpolate BM25 with the forward index; dense: exact "
-                                "dense-only retrieval with FAISS; hybrid: ff over BM25's candidates plus the "
-                                "top --dense-k dense ones (default: bm25)")
+                           help="bm25: sparse only; ff: interpolate BM25 with the forward index; dense: dense-only "
+                                "retrieval with FAISS (the index's ANN index if it has one, else exact); hybrid: "
+                                "ff over BM25's candidates plus the top --dense-k dense ones (default: bm25)")
         group.add_argument("--dense-k", type=int, default=100,
                            help="dense candidates added per query in hybrid mode (default: 100)")
+        group.add_argument("--exact", action="store_true",
+                           help="dense and hybrid modes: scan every vector even where the index has an ANN index "
+                                "(ff-index ann build)")
     if with_alpha:
         group.add_argument("--early-stop", type=int, metavar="K",
                            help="return only the top K per query, exactly, skipping vector look-ups that cannot "
@@ -161,30 +167,54 @@ def _open_fast_forward(args: argparse.Namespace) -> FastForward:
 def _run(args: argparse.Namespace) -> int:
     from ranker.sparse import BM25Searcher
     from ranker.topics import read_queries
+    from ranker.trec import RunWriter
 
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
     _resolve_alpha(args)
     queries = read_queries(args.queries, split=args.split)
-    if args.mode == "bm25":
-        ranking = BM25Searcher(args.index, k1=args.k1, b=args.b).search(
-            queries, k=args.k, threads=args.threads, progress=not args.quiet)
-    elif args.mode == "dense":
-        ranking = _open_fast_forward(args).dense_search(queries, k=args.k)
-    else:
+    if args.mode in ("ff", "hybrid"):
         _check_early_stop(args)
         if args.mode == "hybrid" and args.dense_k < 1:
             raise InputError(f"--dense-k must be at least 1, got {args.dense_k}")
-        result = _open_fast_forward(args).rank(
-            queries, k_s=args.k, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
-            normalization=args.normalization, missing=args.missing, threads=args.threads, progress=not args.quiet,
-            dense_k=args.dense_k if args.mode == "hybrid" else 0, early_stop=args.early_stop,
-            exact_early_stop=args.early_stop_rule == "exact")
-        ranking = result.fused
-        _report_ff(args, result, len(queries))
-    ranking.write(args.out, tag=args.tag)
-    print(f"wrote {args.out} ({len(ranking):,} rows, {len(ranking.qids):,} of {len(queries):,} queries with results)")
+    # Blocks of queries are ranked and written one after the other: memory does not grow with the queries.
+    with RunWriter(args.out, args.tag) as out:
+        if args.mode == "bm25":
+            searcher = BM25Searcher(args.index, k1=args.k1, b=args.b)
+            for block in _blocks(queries, not args.quiet, "BM25 search"):
+                out.write(searcher.search(block, k=args.k, threads=args.threads).df)
+        elif args.mode == "dense":
+            ff = _open_fast_forward(args)
+            for block in _blocks(queries, not args.quiet, "dense search"):
+                out.write(ff.dense_search(block, k=args.k, exact=args.exact).df)
+        else:
+            timings: dict[str, float] = {}
+            looked_up = candidates = 0
+            for result in _open_fast_forward(args).rank_blocks(
+                    queries, k_s=args.k, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
+                    normalization=args.normalization, missing=args.missing, threads=args.threads,
+                    progress=not args.quiet, dense_k=args.dense_k if args.mode == "hybrid" else 0,
+                    early_stop=args.early_stop, exact_early_stop=args.early_stop_rule == "exact",
+                    exact_dense=args.exact):
+                out.write(result.fused.df)
+                for stage, seconds in result.timings.items():
+                    timings[stage] = timings.get(stage, 0.0) + seconds
+                looked_up, candidates = looked_up + result.looked_up, candidates + len(result.sparse)
+            _report_ff(args, timings, looked_up, candidates, len(queries))
+    print(f"wrote {args.out} ({out.rows:,} rows, {out.queries:,} of {len(queries):,} queries with results)")
     return 0
+
+
+def _blocks(queries: Any, progress: bool, desc: str) -> Iterator[Any]:
+    """``queries`` in blocks of ``QUERY_BLOCK`` rows, with a progress bar over the queries."""
+    from tqdm import tqdm
+
+    from ranker.fast_forward import QUERY_BLOCK
+
+    with tqdm(total=len(queries), unit="query", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        for lo in range(0, len(queries), QUERY_BLOCK):
+            yield queries.iloc[lo:lo + QUERY_BLOCK]
+            bar.update(min(QUERY_BLOCK, len(queries) - lo))
 
 
 def _check_early_stop(args: argparse.Namespace) -> None:
@@ -199,15 +229,16 @@ def _check_early_stop(args: argparse.Namespace) -> None:
     args.missing = "drop"
 
 
-def _report_ff(args: argparse.Namespace, result: Any, queries: int) -> None:
+def _report_ff(args: argparse.Namespace, timings: dict[str, float], looked_up: int, candidates: int,
+               queries: int) -> None:
     """Print the early-stopping look-ups and (``--profile``) the time per stage."""
     queries = max(queries, 1)
     if args.early_stop is not None:
-        print(f"early stopping at {args.early_stop}: {result.looked_up / queries:.1f} vector look-ups "
-              f"per query instead of {len(result.sparse) / queries:.1f}")
+        print(f"early stopping at {args.early_stop}: {looked_up / queries:.1f} vector look-ups "
+              f"per query instead of {candidates / queries:.1f}")
     if args.profile:
-        total = sum(result.timings.values()) or 1.0
-        for stage, seconds in result.timings.items():
+        total = sum(timings.values()) or 1.0
+        for stage, seconds in timings.items():
             print(f"{stage:<8} {seconds:8.3f} s  {1000 * seconds / queries:8.2f} ms/query  "
                   f"{100 * seconds / total:5.1f} %")
 
@@ -215,7 +246,7 @@ def _report_ff(args: argparse.Namespace, result: Any, queries: int) -> None:
 def _rerank(args: argparse.Namespace) -> int:
     from ranker.ranking import Ranking
     from ranker.topics import read_queries
-    from ranker.trec import first_lines
+    from ranker.trec import RunWriter, first_lines
 
     if args.depth is not None and args.depth < 1:
         raise InputError(f"--depth must be at least 1, got {args.depth}")
@@ -236,26 +267,32 @@ def _rerank(args: argparse.Namespace) -> int:
         raise InputError(f"{args.run}:{lines[first]}: query {first!r} is not in {args.queries}{more}")
     if outside:
         run = run.for_queries(known)
-    result = _open_fast_forward(args).rerank_run(
-        run, queries, depth=args.depth, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
-        normalization=args.normalization, missing=args.missing, early_stop=args.early_stop,
-        exact_early_stop=args.early_stop_rule == "exact")
-    with_candidates = len(result.sparse.qids)
+    timings: dict[str, float] = {}
+    with_candidates = looked_up = candidates = without_vector = 0
+    with RunWriter(args.out, args.tag) as out:  # block by block: memory holds the input run and one block
+        for result in _open_fast_forward(args).rerank_run_blocks(
+                run, queries, depth=args.depth, alpha=args.alpha, mode=args.ff_mode, fusion=args.fusion,
+                normalization=args.normalization, missing=args.missing, early_stop=args.early_stop,
+                exact_early_stop=args.early_stop_rule == "exact"):
+            out.write(result.fused.df)
+            for stage, seconds in result.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+            with_candidates += len(result.sparse.qids)
+            looked_up, candidates = looked_up + result.looked_up, candidates + len(result.sparse)
+            without_vector += result.without_vector
     print(f"{with_candidates:,} queries re-ranked; {len(queries) - with_candidates:,} without candidates in "
           f"{args.run} (no results for them)")
     if outside:
         print(f"{len(outside):,} queries of {args.run} are not in split {args.split!r}: left out")
     if args.early_stop is not None:
-        what = f"{result.looked_up:,} candidates looked up of {len(result.sparse):,}"
+        what = f"{looked_up:,} candidates looked up of {candidates:,}"
     else:
-        what = f"{len(result.sparse):,} candidates"
+        what = f"{candidates:,} candidates"
     policy = ("ranked by their first-stage rank alone" if args.fusion == "rrf" else
               "dropped" if args.missing == "drop" else "given their query's lowest dense score")
-    print(f"{what}; {result.without_vector:,} without a vector ({policy})")
-    _report_ff(args, result, with_candidates)
-    result.fused.write(args.out, tag=args.tag)
-    print(f"wrote {args.out} ({len(result.fused):,} rows, {len(result.fused.qids):,} of {len(queries):,} queries "
-          "with results)")
+    print(f"{what}; {without_vector:,} without a vector ({policy})")
+    _report_ff(args, timings, looked_up, candidates, with_candidates)
+    print(f"wrote {args.out} ({out.rows:,} rows, {out.queries:,} of {len(queries):,} queries with results)")
     return 0
 
 
@@ -302,9 +339,7 @@ def _resolve_alpha(args: argparse.Namespace) -> None:
 
 def _tune(args: argparse.Namespace) -> int:
     from ranker.topics import load_qrels, read_queries
-    import pandas as pd
-
-    from ranker.tuning import plot_sweep, sweep_alpha, write_tuned
+    from ranker.tuning import plot_sweep, sweep_alpha_blocks, write_tuned
 
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
@@ -312,15 +347,12 @@ def _tune(args: argparse.Namespace) -> int:
         raise InputError(f"--dense-k must be at least 0, got {args.dense_k}")
     queries = read_queries(args.queries, split=args.split)
     qrels = load_qrels(args.qrels or args.queries, split=args.split)
-    result = _open_fast_forward(args).rank(queries, k_s=1000, alpha=1.0, mode=args.ff_mode, threads=args.threads,
-                                           progress=not args.quiet, dense_k=args.dense_k)
+    blocks = _open_fast_forward(args).rank_blocks(queries, k_s=1000, alpha=1.0, mode=args.ff_mode,
+                                                  threads=args.threads, progress=not args.quiet,
+                                                  dense_k=args.dense_k, exact_dense=args.exact)
     normalizations = ["none", "minmax", "zscore"] if args.fusion == "interpolate" else ["none"]
-    tables = []
-    for normalization in normalizations:
-        table = sweep_alpha(result.sparse, result.dense, qrels, args.measure, steps=args.steps,
-                            fusion=args.fusion, normalization=normalization, missing=args.missing)
-        tables.append(table.assign(normalization=normalization)[["normalization", "alpha", "value"]])
-    grid = pd.concat(tables, ignore_index=True)
+    grid = sweep_alpha_blocks(((r.sparse, r.dense) for r in blocks), qrels, args.measure, steps=args.steps,
+                              fusion=args.fusion, normalizations=normalizations, missing=args.missing)
     for row in grid.itertuples():
         print(f"{row.normalization}\talpha={row.alpha:.3f}\t{args.measure}\t{row.value:.4f}")
     best = grid.loc[grid["value"].idxmax()]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from ranker.encoders import resolve_encoder
 from ranker.errors import InputError
@@ -29,6 +30,7 @@ from ranker.row_map import RowMap, read_row_map
 from ranker.sparse import DEFAULT_B, DEFAULT_K1, BM25Searcher
 
 FUSIONS = ("interpolate", "rrf")
+QUERY_BLOCK = 256  # queries ranked together by the batch methods: bounds their working memory
 _UNSET = object()
 
 
@@ -61,6 +63,27 @@ def _check_fusion(fusion: str, early_stop: int | None) -> None:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
     if early_stop is not None and fusion != "interpolate":
         raise ValueError("early stopping works with interpolation only")
+
+
+def combine(results: Sequence[FastForwardResult]) -> FastForwardResult:
+    """One result from the results of consecutive query blocks (rankings concatenated, counts and times summed)."""
+    if len(results) == 1:
+        return results[0]
+    if not results:
+        empty = Ranking(pd.DataFrame({"qid": [], "docno": [], "score": []}))
+        return FastForwardResult(empty, empty, empty)
+
+    def concat(rankings: list[Ranking]) -> Ranking:
+        return Ranking(pd.concat([r.df for r in rankings], ignore_index=True), name=rankings[0].name)
+
+    timings: dict[str, float] = {}
+    for result in results:
+        for stage, seconds in result.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    return FastForwardResult(concat([r.sparse for r in results]), concat([r.dense for r in results]),
+                             concat([r.fused for r in results]), timings,
+                             looked_up=sum(r.looked_up for r in results),
+                             without_vector=sum(r.without_vector for r in results))
 
 
 class FastForward:
@@ -124,24 +147,63 @@ class FastForward:
     def rank(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
              fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
              threads: int | None = None, progress: bool = False, query_vectors: np.ndarray | None = None,
-             dense_k: int = 0, early_stop: int | None = None, exact_early_stop: bool = True) -> FastForwardResult:
+             dense_k: int = 0, early_stop: int | None = None, exact_early_stop: bool = True,
+             exact_dense: bool = False, block_size: int = QUERY_BLOCK) -> FastForwardResult:
         """Retrieve ``k_s`` BM25 candidates per query, score them densely, fuse.
 
         ``query_vectors`` (one row per query) skips query encoding, for users
         who encode queries themselves. ``dense_k > 0`` (hybrid) adds each
-        query's top ``dense_k`` documents by exact dense search to the
-        candidates; those BM25 did not return get a BM25 score of 0. ``early_stop=k`` returns only the top k per query, exactly,
-        looking up as few vectors as possible (see :meth:`rerank`).
+        query's top ``dense_k`` documents by dense search (the ANN index when the index has one, unless
+        ``exact_dense``) to the candidates; those BM25 did not return get a BM25 score of 0.
+        ``early_stop=k`` returns only the top k per query, exactly, looking up as few vectors as
+        possible (see :meth:`rerank`). Queries are ranked ``block_size`` at a time
+        (:meth:`rank_blocks`): working memory is one block's, the result holds every query.
+        """
+        return combine(list(self.rank_blocks(
+            queries, k_s=k_s, alpha=alpha, mode=mode, fusion=fusion, normalization=normalization, missing=missing,
+            threads=threads, progress=progress, query_vectors=query_vectors, dense_k=dense_k, early_stop=early_stop,
+            exact_early_stop=exact_early_stop, exact_dense=exact_dense, block_size=block_size)))
+
+    def rank_blocks(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
+                    fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
+                    threads: int | None = None, progress: bool = False, query_vectors: np.ndarray | None = None,
+                    dense_k: int = 0, early_stop: int | None = None, exact_early_stop: bool = True,
+                    exact_dense: bool = False, block_size: int = QUERY_BLOCK) -> Iterator[FastForwardResult]:
+        """:meth:`rank`, one :class:`FastForwardResult` per ``block_size`` queries, in order.
+
+        A caller that writes each block out (``ff-rank run``) keeps one block in memory, whatever the
+        number of queries.
         """
         _check_fusion(fusion, early_stop)
+        if block_size < 1:
+            raise ValueError(f"block_size must be at least 1, got {block_size}")
+        if query_vectors is not None and len(query_vectors) != len(queries):
+            raise ValueError(f"{len(query_vectors)} query vectors for {len(queries)} queries")
+        start = time.perf_counter()
+        with tqdm(total=len(queries), unit="query", desc="rank", disable=not progress, dynamic_ncols=True) as bar:
+            for lo in range(0, len(queries), block_size):
+                block = queries.iloc[lo:lo + block_size]
+                vectors = None if query_vectors is None else query_vectors[lo:lo + block_size]
+                yield self._rank_block(block, k_s, alpha, mode, fusion, normalization, missing, threads, vectors,
+                                       dense_k, early_stop, exact_early_stop, exact_dense)
+                bar.update(len(block))
+        if progress:
+            elapsed = time.perf_counter() - start
+            print(f"ranked {len(queries):,} queries in {elapsed:.1f} s ({len(queries) / max(elapsed, 1e-9):,.1f} "
+                  "queries/s)")
+
+    def _rank_block(self, queries: pd.DataFrame, k_s: int, alpha: float, mode: str, fusion: str,
+                    normalization: str, missing: str, threads: int | None, query_vectors: np.ndarray | None,
+                    dense_k: int, early_stop: int | None, exact_early_stop: bool,
+                    exact_dense: bool) -> FastForwardResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        sparse = self.sparse.search(queries, k=k_s, threads=threads, progress=progress)
+        sparse = self.sparse.search(queries, k=k_s, threads=threads)
         timings["sparse"] = time.perf_counter() - start
         qids, vectors = self._query_vectors(queries, query_vectors, timings)
         if dense_k > 0:
             start = time.perf_counter()
-            sparse = self._add_dense_candidates(queries, sparse, vectors, dense_k)
+            sparse = self._add_dense_candidates(queries, sparse, vectors, dense_k, exact_dense)
             timings["dense_candidates"] = time.perf_counter() - start
         return self._score_and_fuse(qids, sparse, vectors, alpha, fusion, normalization, mode, missing, early_stop,
                                     exact_early_stop, timings)
@@ -158,6 +220,16 @@ class FastForward:
         candidates are encoded. ``query_vectors`` (one row per row of
         ``queries``) skips encoding. The other options are :meth:`rank`'s.
         """
+        return combine(list(self.rerank_run_blocks(
+            ranking, queries, depth=depth, alpha=alpha, mode=mode, fusion=fusion, normalization=normalization,
+            missing=missing, query_vectors=query_vectors, early_stop=early_stop, exact_early_stop=exact_early_stop)))
+
+    def rerank_run_blocks(self, ranking: Ranking, queries: pd.DataFrame, depth: int | None = None,
+                          alpha: float = 0.35, mode: str = "maxp", fusion: str = "interpolate",
+                          normalization: str = "minmax", missing: str = "min", query_vectors: np.ndarray | None = None,
+                          early_stop: int | None = None, exact_early_stop: bool = True,
+                          block_size: int = QUERY_BLOCK) -> Iterator[FastForwardResult]:
+        """:meth:`rerank_run`, one result per ``block_size`` queries that have candidates, in query order."""
         _check_fusion(fusion, early_stop)
         qids = queries["qid"].astype(str)
         if query_vectors is not None and len(query_vectors) != len(qids):
@@ -166,13 +238,18 @@ class FastForward:
         if unknown:
             shown = ", ".join(repr(q) for q in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
             raise ValueError(f"the ranking has {len(unknown)} queries that are not in the queries: {shown}")
-        sparse = ranking.cut(depth) if depth is not None else ranking
-        with_candidates = qids.isin(set(sparse.qids)).to_numpy()
-        given = query_vectors[with_candidates] if query_vectors is not None else None
-        timings: dict[str, float] = {}
-        qids, vectors = self._query_vectors(queries[with_candidates], given, timings)
-        return self._score_and_fuse(qids, sparse, vectors, alpha, fusion, normalization, mode, missing, early_stop,
-                                    exact_early_stop, timings)
+        sparse = (ranking.cut(depth) if depth is not None else ranking).df
+        rows_of = sparse.groupby("qid", sort=False).indices
+        with_candidates = np.flatnonzero(qids.isin(set(rows_of)).to_numpy())
+        for lo in range(0, len(with_candidates), block_size):
+            at = with_candidates[lo:lo + block_size]
+            block = queries.iloc[at]
+            candidates = Ranking(sparse.iloc[np.concatenate([rows_of[q] for q in qids.iloc[at]])], name=ranking.name)
+            timings: dict[str, float] = {}
+            given = query_vectors[at] if query_vectors is not None else None
+            block_qids, vectors = self._query_vectors(block, given, timings)
+            yield self._score_and_fuse(block_qids, candidates, vectors, alpha, fusion, normalization, mode, missing,
+                                       early_stop, exact_early_stop, timings)
 
     def _query_vectors(self, queries: pd.DataFrame, query_vectors: np.ndarray | None,
                        timings: dict[str, float]) -> tuple[list[str], np.ndarray]:
@@ -208,14 +285,14 @@ class FastForward:
                                  without_vector=len(sparse) - len(dense))
 
     def _add_dense_candidates(self, queries: pd.DataFrame, sparse: Ranking, vectors: np.ndarray,
-                              dense_k: int) -> Ranking:
+                              dense_k: int, exact: bool = False) -> Ranking:
         """BM25's candidates plus the top ``dense_k`` dense ones.
 
         A document BM25 did not return has a BM25 score between 0 and that of
         BM25's last candidate; it gets 0, the lower bound (and the true score
         when it shares no term with the query).
         """
-        extra = self.dense_search(queries, k=dense_k, query_vectors=vectors).df[["qid", "docno"]]
+        extra = self.dense_search(queries, k=dense_k, query_vectors=vectors, exact=exact).df[["qid", "docno"]]
         pool = sparse.df[["qid", "docno", "score"]].merge(extra, on=["qid", "docno"], how="outer")
         pool["score"] = pool["score"].fillna(0.0)
         return Ranking(pool, name=sparse.name)

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ranker.fast_forward import QUERY_BLOCK, FastForward
 from ranker.optional_deps import import_extra
-from ranker.fast_forward import FastForward
 from ranker.fusion import MISSING_POLICIES, NORMALIZATIONS, interpolate
 from ranker.ranking import Ranking
 from ranker.sparse import BM25Searcher
@@ -104,11 +105,17 @@ class FFScore(pt.Transformer):
         if res.empty:
             return res.assign(score=pd.Series(dtype="float64"))
         queries = res.drop_duplicates("qid")
-        qids = queries["qid"].tolist()
-        vectors = self.ff.encoder(queries["query"].astype(str).tolist())
-        # The same call ff-rank makes (FastForward.rank), so the dense scores are bit for bit its scores.
-        candidates = Ranking(res[["qid", "docno", "score_0"]].rename(columns={"score_0": "score"}))
-        dense = self.ff.index.score(candidates, qids, vectors, mode=self.mode).df[["qid", "docno", "score"]]
+        rows_of = res.groupby("qid", sort=False).indices
+        parts = []
+        for lo in range(0, len(queries), QUERY_BLOCK):  # a block of queries at a time, as FastForward.rank
+            block = queries.iloc[lo:lo + QUERY_BLOCK]
+            qids = block["qid"].tolist()
+            vectors = self.ff.encoder(block["query"].astype(str).tolist())
+            rows = res.iloc[np.concatenate([rows_of[q] for q in qids])]
+            # The same call ff-rank makes (FastForward.rank), so the dense scores are bit for bit its scores.
+            candidates = Ranking(rows[["qid", "docno", "score_0"]].rename(columns={"score_0": "score"}))
+            parts.append(self.ff.index.score(candidates, qids, vectors, mode=self.mode).df[["qid", "docno", "score"]])
+        dense = pd.concat(parts, ignore_index=True)
         out = res.drop(columns=["rank"], errors="ignore").merge(dense, on=["qid", "docno"], how="left")
         out = out.sort_values(["qid", "score", "docno"], ascending=[True, False, True], na_position="last",
                               kind="stable").reset_index(drop=True)

@@ -6,12 +6,14 @@ represented in these formats and is reported as an error.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
 
-from ranker.atomic import write_text_atomic
+from ranker.atomic import atomic_file, write_text_atomic
 from ranker.errors import InputError
 from ranker.textio import Source, numbered_lines, source_name
 
@@ -71,15 +73,47 @@ def write_run(df: pd.DataFrame, path: str | Path, tag: str) -> None:
     Scores are written with Python's shortest round-trip repr, so reading the
     file back gives exactly the same floats.
     """
+    write_text_atomic(path, run_lines(df, tag))
+
+
+def run_lines(df: pd.DataFrame, tag: str) -> str:
+    """``qid, docno, rank, score`` rows as TREC run lines (checked: IDs and the tag hold no whitespace)."""
     _check_id_column(df["qid"], "query id")
     _check_id_column(df["docno"], "document id")
     if not tag or any(c.isspace() for c in tag):
         raise InputError(f"run tag {tag!r} must be non-empty and contain no whitespace")
-    lines = [
-        f"{q} Q0 {d} {r} {s!r} {tag}\n"
-        for q, d, r, s in zip(df["qid"], df["docno"], df["rank"].tolist(), df["score"].tolist())
-    ]
-    write_text_atomic(path, "".join(lines))
+    return "".join(f"{q} Q0 {d} {r} {s!r} {tag}\n"
+                   for q, d, r, s in zip(df["qid"], df["docno"], df["rank"].tolist(), df["score"].tolist()))
+
+
+class RunWriter:
+    """Write a TREC run file block by block, atomically: the file appears, whole, when the block ends.
+
+        with RunWriter("run.trec", tag="ff") as out:
+            for block in ff.rank_blocks(queries):
+                out.write(block.fused.df)
+    """
+
+    def __init__(self, path: str | Path, tag: str) -> None:
+        self.path, self.tag = Path(path), tag
+        self.rows, self.queries = 0, 0
+        self._stack = ExitStack()
+
+    def __enter__(self) -> RunWriter:
+        tmp = self._stack.enter_context(atomic_file(self.path))
+        raw = self._stack.enter_context(open(tmp, "wb"))
+        self._handle = self._stack.enter_context(
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if self.path.suffix == ".gz" else raw)
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append a block of rows (whole queries, ranked)."""
+        self._handle.write(run_lines(df, self.tag).encode("utf-8"))
+        self.rows += len(df)
+        self.queries += int(df["qid"].nunique())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)
 
 
 def read_qrels(source: Source) -> pd.DataFrame:

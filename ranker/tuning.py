@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,6 @@ import pandas as pd
 
 from ranker.atomic import write_json_atomic
 from ranker.errors import InputError
-from ranker.evaluation import evaluate
 from ranker.fusion import interpolate, reciprocal_rank_fusion
 from ranker.ranking import Ranking
 
@@ -24,19 +24,37 @@ def sweep_alpha(sparse: Ranking, dense: Ranking, qrels: pd.DataFrame, measure: s
     For a measure with a cutoff (``nDCG@10``) each fused ranking is cut to it
     before evaluation: the same value (up to exact score ties at the cutoff), much faster.
     """
-    from ranker.evaluation import parse_measures
+    grid = sweep_alpha_blocks([(sparse, dense)], qrels, measure, steps, fusion, [normalization], missing)
+    return grid[["alpha", "value"]]
+
+
+def sweep_alpha_blocks(blocks: Iterable[tuple[Ranking, Ranking]], qrels: pd.DataFrame, measure: str = "nDCG@10",
+                       steps: int = 20, fusion: str = "interpolate", normalizations: Sequence[str] = ("none",),
+                       missing: str = "min") -> pd.DataFrame:
+    """``normalization, alpha, value`` over the grid, from (sparse, dense) rankings of consecutive query blocks.
+
+    Each block is fused and evaluated for every grid point, then dropped: memory holds one block
+    and the per-point sums. As in :func:`ranker.evaluation.evaluate`, the mean runs over every judged
+    query (a judged query no block ranks counts as 0).
+    """
+    from ranker.evaluation import parse_measures, per_query
 
     cutoff = parse_measures([measure])[0].params.get("cutoff")
-    rows = []
-    for alpha in np.linspace(0.0, 1.0, steps + 1):
-        if fusion == "rrf":
-            fused = reciprocal_rank_fusion([sparse, dense], weights=[alpha, 1.0 - alpha])
-        else:
-            fused = interpolate(sparse, dense, float(alpha), normalization=normalization, missing=missing)
-        if cutoff:
-            fused = fused.cut(int(cutoff))
-        rows.append((float(alpha), evaluate(fused, qrels, [measure])[measure]))
-    return pd.DataFrame(rows, columns=["alpha", "value"])
+    alphas = [float(a) for a in np.linspace(0.0, 1.0, steps + 1)]
+    points = [(n, a) for n in normalizations for a in alphas]
+    sums = dict.fromkeys(points, 0.0)
+    for sparse, dense in blocks:
+        judged = qrels[qrels["qid"].isin(set(sparse.qids))]
+        for normalization, alpha in points:
+            if fusion == "rrf":
+                fused = reciprocal_rank_fusion([sparse, dense], weights=[alpha, 1.0 - alpha])
+            else:
+                fused = interpolate(sparse, dense, alpha, normalization=normalization, missing=missing)
+            if cutoff:
+                fused = fused.cut(int(cutoff))
+            sums[normalization, alpha] += float(per_query(fused, judged, [measure])["value"].sum())
+    total = max(int(qrels["qid"].nunique()), 1)
+    return pd.DataFrame([(n, a, s / total) for (n, a), s in sums.items()], columns=["normalization", "alpha", "value"])
 
 
 def plot_sweep(table: pd.DataFrame, measure: str, path: str | Path, title: str = "") -> None:
