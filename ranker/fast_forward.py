@@ -385,13 +385,15 @@ class FastForward:
         if maps is None:
             raise InputError(f"{self.sparse.index_dir}: has no Lucene doc-number maps; rebuild it with ff-index build")
         docs = np.asarray(docs, dtype=np.int64)
-        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        dense = self.index.score_lookup(query, np.zeros(len(docs), dtype=np.int64),
-                                        self.index.positions(maps.rows[docs]), mode=mode)
+        dense = self.index.score_positions(query_vector, maps.rows[docs], mode=mode)
         keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
         kept = docs[keep] if len(keep) < len(docs) else docs
-        order = np.lexsort((maps.docno_rank[kept], -fused))[:k]
-        docnos = maps.docnos[kept[order]].astype(str).tolist()
+        order = np.argsort(-fused)  # without ties any sort gives this order; with ties, docno decides:
+        ranked = fused[order]
+        if len(order) > 1 and (ranked[1:] == ranked[:-1]).any():
+            order = np.lexsort((maps.docno_rank[kept], -fused))
+        order = order[:k]
+        docnos = list(map(bytes.decode, maps.docnos[kept[order]].tolist()))
         return Reranked(docnos, fused[order], sparse_n[order], dense_n[order], len(docs))
 
     def _rerank_early_stop(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,

@@ -262,6 +262,29 @@ class ForwardIndex:
         count = np.where(found, offsets[safe + 1] - start, 0).astype(np.int64)
         return Lookup(found, np.where(found, doc, -1), start, count)
 
+    def score_positions(self, query_vector: np.ndarray, doc: np.ndarray, mode: str = "maxp") -> np.ndarray:
+        """Dense scores of one query against documents given by position (``-1``: none, scored ``nan``).
+
+        With one float vector per document (the common index) every found document is one row,
+        gathered and scored in a single matrix-vector product; otherwise as :meth:`score_lookup`.
+        """
+        doc = np.asarray(doc, dtype=np.int64)
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        simple = (self.codec is None and type(self.vectors) is np.memmap and len(doc) <= BLOCK_ROWS
+                  and (mode == "firstp" or self.num_vectors == self.num_docs) and mode in ("maxp", "firstp", "avep"))
+        if not simple:
+            return self.score_lookup(query, np.zeros(len(doc), dtype=np.int64), self.positions(doc), mode=mode)
+        found = doc >= 0
+        rows = doc if found.all() else doc[found]
+        if self.num_vectors != self.num_docs:  # firstp over passages: each document's first row
+            rows = np.asarray(self.doc_offsets[rows], dtype=np.int64)
+        scores = np.asarray(np.take(self.vectors, rows, axis=0), dtype=np.float32) @ query[0]
+        if len(rows) == len(doc):
+            return scores
+        out = np.full(len(doc), np.nan, dtype=np.float32)
+        out[found] = scores
+        return out
+
     def score_lookup(self, query_vectors: np.ndarray, query_index: np.ndarray, hit: Lookup,
                      mode: str = "maxp") -> np.ndarray:
         """Dense scores of (query, document) pairs whose documents were found already (``nan``: not found).

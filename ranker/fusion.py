@@ -69,7 +69,8 @@ def interpolate_arrays(sparse: np.ndarray, dense: np.ndarray, alpha: float, norm
         keep = np.flatnonzero(~absent)
     else:
         keep = np.arange(len(dense))
-        dense = np.where(absent, dense[~absent].min() if (~absent).any() else 0.0, dense)
+        if absent.any():
+            dense = np.where(absent, dense[~absent].min() if (~absent).any() else 0.0, dense)
     sparse_n = normalize_array(np.asarray(sparse, dtype=np.float64)[keep], normalization)
     dense_n = normalize_array(dense[keep], normalization)
     return keep, alpha * sparse_n + (1.0 - alpha) * dense_n, sparse_n, dense_n
