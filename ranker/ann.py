@@ -29,7 +29,7 @@ import numpy as np
 
 from ranker.errors import InputError
 from ranker.forward_index import MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
-from ranker.index_layout import load_manifest
+from ranker.index_layout import read_kind_manifest
 from ranker.textio import sha256_file
 
 ANN_DIR = "ann"
@@ -184,11 +184,7 @@ class AnnIndex:
 def read_ann_manifest(path: Path) -> dict[str, Any]:
     """Read and check ``<path>/manifest.json`` of an ANN index."""
     file = path / MANIFEST
-    manifest = load_manifest(file, what="an ANN index")
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise InputError(f"{file}: not an ANN-index manifest")
-    if manifest.get("version") != VERSION:
-        raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {VERSION})")
+    manifest = read_kind_manifest(path, KIND, VERSION, what="an ANN index", kind_name="an ANN-index")
     try:
         AnnParams(**manifest["params"])
         manifest["built_from"]["forward_manifest"], manifest["file"]["bytes"], manifest["file"]["sha256"]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ranker.errors import InputError
-from ranker.index_layout import load_manifest
+from ranker.index_layout import load_manifest, read_kind_manifest
 from ranker.quantization import Codec, check_params, code_layout, expected_arrays, make_codec
 from ranker.textio import sha256_file
 
@@ -404,11 +404,7 @@ def manifest_sha256(path: Path) -> str:
 def read_forward_manifest(path: Path) -> dict[str, Any]:
     """Read and check a forward index's ``manifest.json``."""
     file = path / MANIFEST
-    manifest = load_manifest(file, what="a forward index")
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise InputError(f"{file}: not a forward-index manifest")
-    if manifest.get("version") != VERSION:
-        raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {VERSION})")
+    manifest = read_kind_manifest(path, KIND, VERSION, what="a forward index", kind_name="a forward-index")
     problem = check_params(quantization_of(manifest), int(manifest.get("dim", 0)))
     if problem:
         raise InputError(f"{file}: {problem}")

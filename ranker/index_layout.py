@@ -55,6 +55,20 @@ def load_manifest(path: Path, what: str) -> Any:
     return manifest
 
 
+def read_kind_manifest(directory: Path, kind: str, version: int, what: str, kind_name: str) -> dict[str, Any]:
+    """``<directory>/manifest.json``, checked to be of ``kind`` (named ``kind_name`` in messages) and ``version``.
+
+    ``what`` names what a directory without a manifest is not (``a forward index``).
+    """
+    file = directory / MANIFEST
+    manifest = load_manifest(file, what=what)
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
+        raise InputError(f"{file}: not {kind_name} manifest")
+    if manifest.get("version") != version:
+        raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {version})")
+    return manifest
+
+
 def lucene_path(index_dir: str | Path) -> Path:
     """Path of the Lucene index inside an index directory, checked to exist."""
     path = Path(index_dir) / LUCENE_DIR

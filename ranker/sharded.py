@@ -31,7 +31,7 @@ import numpy as np
 
 from ranker.errors import InputError
 from ranker.forward_index import (KIND, MANIFEST, SHARDED_KIND, ForwardIndex, Lookup, quantization_of)
-from ranker.index_layout import load_manifest
+from ranker.index_layout import read_kind_manifest
 from ranker.quantization import expected_arrays
 from ranker.textio import sha256_file
 
@@ -99,11 +99,8 @@ def duplicate_id(shards: Sequence[ForwardIndex]) -> tuple[str, int, int] | None:
 def read_sharded_manifest(path: Path) -> dict[str, Any]:
     """Read and check a sharded forward index's ``manifest.json`` (structure only, not the shards)."""
     file = path / MANIFEST
-    manifest = load_manifest(file, what="a sharded forward index")
-    if not isinstance(manifest, dict) or manifest.get("kind") != SHARDED_KIND:
-        raise InputError(f"{file}: not a sharded forward-index manifest")
-    if manifest.get("version") != SHARDED_VERSION:
-        raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {SHARDED_VERSION})")
+    manifest = read_kind_manifest(path, SHARDED_KIND, SHARDED_VERSION, what="a sharded forward index",
+                                  kind_name="a sharded forward-index")
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:
         raise InputError(f"{file}: lists no shards")

@@ -62,23 +62,37 @@ def read_queries(source: Source, split: str | None = None) -> pd.DataFrame:
 def _read_queries_file(source: Source) -> pd.DataFrame:
     name = source_name(source)
     as_jsonl = ".jsonl" in Path(name).suffixes or (is_literal(source) and str(source).lstrip().startswith("{"))
-    rows: list[tuple[str, str]] = []
-    first_line: dict[str, int] = {}
+    queries = _Queries(name)
     for line_no, line in numbered_lines(source):
         if not line.strip():
             continue
         qid, text = _parse_jsonl_query(name, line_no, line) if as_jsonl else _parse_tsv_query(name, line_no, line)
+        queries.add(qid, text, f"{name}:{line_no}", f"line {line_no}")
+    return queries.frame()
+
+
+class _Queries:
+    """Collects ``(qid, text)`` pairs, refusing bad IDs, empty texts and duplicates with a message saying where."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.rows: list[tuple[str, str]] = []
+        self.first: dict[str, str] = {}
+
+    def add(self, qid: str, text: str | None, where: str, position: str) -> None:
         if not qid or any(c.isspace() for c in qid):
-            raise InputError(f"{name}:{line_no}: query id {qid!r} is empty or contains whitespace")
-        if not text.strip():
-            raise InputError(f"{name}:{line_no}: query {qid!r} has empty text")
-        if qid in first_line:
-            raise InputError(f"{name}:{line_no}: duplicate query id {qid!r} (first on line {first_line[qid]})")
-        first_line[qid] = line_no
-        rows.append((qid, text))
-    if not rows:
-        raise InputError(f"{name}: no queries found")
-    return pd.DataFrame(rows, columns=["qid", "query"])
+            raise InputError(f"{where}: query id {qid!r} is empty or contains whitespace")
+        if not text or not text.strip():
+            raise InputError(f"{where}: query {qid!r} has empty text")
+        if qid in self.first:
+            raise InputError(f"{where}: duplicate query id {qid!r} (first on {self.first[qid]})")
+        self.first[qid] = position
+        self.rows.append((qid, text))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.rows:
+            raise InputError(f"{self.source}: no queries found")
+        return pd.DataFrame(self.rows, columns=["qid", "query"])
 
 
 def _parse_jsonl_query(name: str, line_no: int, line: str) -> tuple[str, str]:
@@ -102,24 +116,14 @@ def _parse_tsv_query(name: str, line_no: int, line: str) -> tuple[str, str]:
 
 def _read_irds_queries(source: str) -> pd.DataFrame:
     dataset = irds.load(source, "queries")
-    rows: list[tuple[str, str]] = []
-    first: dict[str, int] = {}
+    queries = _Queries(source)
     for number, record in enumerate(irds.iterate(source, dataset, "queries"), start=1):
         qid = irds.first_field(record, ("query_id",)) or ""
         text = irds.first_field(record, ("text", "title"))
         if text is None and callable(getattr(record, "default_text", None)):
             text = str(record.default_text())
-        if not qid or any(c.isspace() for c in qid):
-            raise InputError(f"{source}: query {number}: id {qid!r} is empty or contains whitespace")
-        if not text or not text.strip():
-            raise InputError(f"{source}: query {qid!r} has no text (fields: {', '.join(record._fields)})")
-        if qid in first:
-            raise InputError(f"{source}: query {number}: duplicate query id {qid!r} (first was query {first[qid]})")
-        first[qid] = number
-        rows.append((qid, text))
-    if not rows:
-        raise InputError(f"{source}: no queries found")
-    return pd.DataFrame(rows, columns=["qid", "query"])
+        queries.add(qid, text, f"{source}: query {number}", f"query {number}")
+    return queries.frame()
 
 
 def _read_irds_qrels(source: str) -> pd.DataFrame:
