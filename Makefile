@@ -7,7 +7,7 @@ WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
 .PHONY: venv browser demo test test-unit test-integration eval-docs bench bench-load bench-quantization bench-scaling bench-reference \
-	train-demo train-ablation bench-encode clean
+	bench-million train-demo train-ablation bench-encode clean
 
 venv: $(VENV)/.installed
 
@@ -57,9 +57,16 @@ test-integration: venv
 eval-docs: venv
 	$(BIN)/python docs/evaluation.py --data $(dir $(abspath $(DATA))) --work $(WORK)
 
-# Early stopping and hybrid candidates: docs/efficiency.md
+# Early stopping and hybrid candidates (exact and ANN): docs/efficiency.md
 bench: venv
+	test -f $(WORK)/$(NAME)/vectors/manifest.json || $(BIN)/ff-index build --corpus $(DATA) --index $(WORK)/$(NAME) --force
+	test -f $(WORK)/$(NAME)/ann/manifest.json || $(BIN)/ff-index ann build --index $(WORK)/$(NAME)
 	$(BIN)/python benchmarks/efficiency.py --data $(DATA) --index $(WORK)/$(NAME)
+
+# One million generated documents end to end beside SciFact (about an hour on 2 cores, ~30 GB of disk
+# while it runs; removes what it built): docs/million.md
+bench-million: venv
+	$(BIN)/python benchmarks/million.py --source $(DATA) --scifact-index $(WORK)/$(NAME)
 
 # Quantised (float16, int8, PQ, OPQ) and coalesced indexes: docs/quantization.md
 # docs/quantization.md (SciFact) and docs/quantization-cranfield.md.

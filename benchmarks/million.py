@@ -1,0 +1,347 @@
+"""One million documents on one machine, end to end, beside SciFact in the same run: ``make bench-million``.
+
+    python benchmarks/million.py                      # writes docs/million.md; removes what it built
+    python benchmarks/million.py --docs 100000 --keep # a smaller run, keeping work/million
+
+1. ``ff-index synthesize``: 1M documents and 7,000 queries generated from SciFact's statistics, and
+   their vectors (all-MiniLM-L6-v2's space, predicted from the text; see indexing/synthetic_vectors.py).
+2. ``ff-index build --no-vectors`` (Lucene, Anserini), ``ff-index add-vectors`` (float32), the
+   float16 / int8 / PQ sizes (``ff-index quantize``, each copy removed after it is measured) and
+   ``ff-index ann build`` (the default type for the size): time and bytes on disk of each.
+3. ``ff-rank run --mode ff`` over 1,000 and 7,000 queries: time, queries/s and peak RSS (``wait4``).
+4. Dense retrieval, ANN against the exact scan on the same vectors: recall@100 and @1000, ms/query.
+5. ``ff-serve --workers 2``: concurrency 1 and 8 on queries no worker has seen, the stages the
+   server reports, and each worker's private and shared memory per mapped file (``/proc/PID/smaps``).
+
+Every measurement runs on SciFact too (its index is built under ``work/scifact`` if missing), and
+the report puts the two side by side as ratios. Expected encoding time of a real 1M collection:
+docs/encoding.md's measured throughput, stated, not run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load_test import Client, unseen_queries, vocabulary  # noqa: E402
+from ranker.machine import describe_machine  # noqa: E402
+from ranker.topics import read_queries  # noqa: E402
+from service.launcher import LocalServer  # noqa: E402
+
+MiB = 1024 * 1024
+PYTHON = sys.executable
+
+
+class Steps:
+    """Runs commands as child processes, recording wall time and peak RSS of each (and their output)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.results: dict[str, dict[str, float]] = {}
+
+    def run(self, name: str, command: list[str]) -> dict[str, float]:
+        print(f"[{dt.datetime.now():%H:%M:%S}] {name}: {' '.join(command)}", flush=True)
+        start = time.perf_counter()
+        with open(self.log, "a", encoding="utf-8") as out:
+            out.write(f"\n### {name}: {' '.join(command)}\n")
+            out.flush()
+            proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
+                                         "TRANSFORMERS_OFFLINE": "1"})
+            _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            tail = self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise SystemExit(f"{name} failed; the end of {self.log}:\n{tail}")
+        self.results[name] = {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+        print(f"    {seconds:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MiB", flush=True)
+        return self.results[name]
+
+
+def du(path: Path) -> int:
+    """Bytes of the files under ``path`` (or of the file)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def ff_index(*args: str) -> list[str]:
+    return [PYTHON, "-m", "indexing", *args]
+
+
+def ff_rank(*args: str) -> list[str]:
+    return [PYTHON, "-m", "ranker", *args]
+
+
+def write_queries(source: Path, n: int, out: Path, skip: int = 0) -> Path:
+    """The first ``n`` queries of ``source`` (after ``skip``) as a TSV file."""
+    queries = read_queries(source).iloc[skip:skip + n]
+    out.write_text("".join(f"{q}\t{t}\n" for q, t in zip(queries["qid"], queries["query"])), encoding="utf-8")
+    return out
+
+
+def build(steps: Steps, args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
+    """Generate the collection and build every component; sizes and times per component."""
+    data, index = work / "data", work / "index"
+    sizes: dict[str, dict[str, float]] = {}
+    steps.run("synthesize", ff_index("synthesize", "--from", str(args.source), "--docs", str(args.docs),
+                                     "--queries", str(args.queries), "--out", str(data), "--vectors", "--force",
+                                     "--cache", str(work.parent / "synthetic-map.npz")))
+    sizes["corpus (jsonl.gz)"] = {"bytes": du(data / "corpus.jsonl.gz"), **steps.results["synthesize"]}
+    steps.run("lucene", ff_index("build", "--corpus", str(data), "--index", str(index), "--no-vectors",
+                                 "--threads", str(os.cpu_count() or 1), "--force", "--quiet"))
+    sizes["Lucene (BM25)"] = {"bytes": du(index / "lucene"), **steps.results["lucene"]}
+    steps.run("vectors float32", ff_index("add-vectors", "--index", str(index), "--vectors", str(data / "vectors.npy"),
+                                          "--ids", str(data / "vector_ids.txt"), "--similarity", "cosine"))
+    sizes["vectors float32"] = {"bytes": du(index / "vectors"), **steps.results["vectors float32"]}
+    maps = [index / name for name in ("lucene_docnos.npy", "lucene_docno_rank.npy", "lucene_rows.npy")]
+    sizes["doc-number maps"] = {"bytes": sum(du(p) for p in maps if p.exists()), "seconds": float("nan"),
+                                "peak_rss_mib": float("nan")}
+    for kind in ("float16", "int8", "pq"):
+        copy = work / f"index-{kind}"
+        steps.run(f"vectors {kind}", ff_index("quantize", "--index", str(index), "--out", str(copy), "--kind", kind,
+                                              "--force"))
+        sizes[f"vectors {kind}"] = {"bytes": du(copy / "vectors"), **steps.results[f"vectors {kind}"]}
+        shutil.rmtree(copy)
+    steps.run("ANN index", ff_index("ann", "build", "--index", str(index), "--force"))
+    sizes["ANN index"] = {"bytes": du(index / "ann"), **steps.results["ANN index"]}
+    return sizes
+
+
+def batch_runs(steps: Steps, name: str, index: Path, queries: dict[int, Path], work: Path) -> dict[int, dict]:
+    """``ff-rank run --mode ff`` over each query file: seconds, queries/s, peak RSS."""
+    out = {}
+    for n, path in queries.items():
+        step = steps.run(f"{name} ff-rank run {n}", ff_rank("run", "--mode", "ff", "--index", str(index), "--queries",
+                                                            str(path), "--k", "1000", "--out",
+                                                            str(work / f"{name}-{n}.trec"), "--quiet"))
+        out[n] = {**step, "queries_per_s": n / step["seconds"]}
+        (work / f"{name}-{n}.trec").unlink()
+    return out
+
+
+def dense_comparison(index: Path, queries: Path, n: int) -> dict[str, float]:
+    """ANN against the exact scan on the same vectors: recall@100/@1000, single-query ms (median)."""
+    from ranker.fast_forward import FastForward
+
+    ff = FastForward.open(index)
+    texts = read_queries(queries)["query"].tolist()[:n]
+    vectors = ff.encoder(texts)
+    exact, approx = ff.dense_searcher(exact=True), ff.dense_searcher()
+    result: dict[str, float] = {"queries": n, "ann": 0.0 if approx.exact else 1.0}
+    timings: dict[str, list[float]] = {"exact": [], "ann": []}
+    found: dict[str, list[np.ndarray]] = {"exact": [], "ann": []}
+    for name, searcher in (("exact", exact), ("ann", approx)):
+        searcher.search(["warm"], vectors[:1], k=1000)
+        for vector in vectors:
+            start = time.perf_counter()
+            ranking = searcher.search(["q"], vector.reshape(1, -1), k=1000)
+            timings[name].append(1000 * (time.perf_counter() - start))
+            found[name].append(ranking.df["docno"].to_numpy())
+    for cut in (100, 1000):
+        result[f"recall@{cut}"] = float(np.mean([len(set(a[:cut]) & set(e[:cut])) / max(len(e[:cut]), 1)
+                                                 for a, e in zip(found["ann"], found["exact"])]))
+    result["exact_ms"] = float(np.median(timings["exact"]))
+    result["ann_ms"] = float(np.median(timings["ann"]))
+    return result
+
+
+def mapped_memory(pid: int, markers: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Private and shared resident MiB of the mappings of ``pid`` whose path contains a marker, and in total."""
+    out = {label: {"private": 0.0, "shared": 0.0} for label in [*markers, "all"]}
+    label = None
+    with open(f"/proc/{pid}/smaps", encoding="utf-8") as handle:
+        for line in handle:
+            head = line.split()
+            if not head:
+                continue
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                path = head[5] if len(head) > 5 else ""
+                label = next((name for name, marker in markers.items() if marker in path), None)
+                continue
+            kind = head[0]
+            if kind in ("Private_Clean:", "Private_Dirty:", "Shared_Clean:", "Shared_Dirty:"):
+                mib = int(head[1]) / 1024
+                side = "private" if kind.startswith("Private") else "shared"
+                out["all"][side] += mib
+                if label is not None:
+                    out[label][side] += mib
+    return out
+
+
+def serve(index: Path, texts: list[str], requests: int, workers: int) -> dict:
+    """ff-serve with ``workers`` workers: c=1 and c=8 on unseen queries, stages, per-worker memory."""
+    markers = {"vectors": f"{index}/vectors/", "ANN index": f"{index}/ann/", "Lucene": f"{index}/lucene/",
+               "doc-number maps": f"{index}/lucene_"}
+    result: dict = {"levels": {}}
+    with LocalServer({"bench": index}, workers=workers, threads=4, ready_timeout=900, cwd=REPO) as server:
+        Client(server.port, [f"warm up request {i}" for i in range(40)], 10, "ff").run(4, 40, 120)
+        cursor = 0
+        for mode, concurrency in (("ff", 1), ("ff", 8), ("hybrid", 8)):
+            level = Client(server.port, texts, 10, mode).run(concurrency, requests, 300, offset=cursor)
+            cursor += level.done
+            result["levels"][f"{mode}, c = {concurrency}"] = {
+                "done": level.done, "errors": level.errors, "p50": level.percentile(50),
+                "p99": level.percentile(99), "throughput": level.done / level.seconds,
+                "cache_hits": (len(level.latencies_ms) - level.encoded) / max(len(level.latencies_ms), 1),
+                "stages": {stage: float(np.median(values)) for stage, values in level.stages.items()}}
+        result["memory"] = {pid: mapped_memory(pid, markers) for pid in server.worker_pids()}
+    return result
+
+
+def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: dict, scifact_batch: dict,
+           dense: dict, scifact_dense: dict, served: dict, scifact_served: dict, docs: int,
+           scifact_docs: int, started: float) -> str:
+    def mib(value: float) -> str:
+        return f"{value / MiB:,.1f}"
+
+    lines = [
+        f"# {docs:,} documents on one machine",
+        "",
+        f"Regenerated by `make bench-million` (`python benchmarks/million.py --docs {args.docs} --queries "
+        f"{args.queries}`) on {dt.date.today().isoformat()} ({describe_machine()}); the whole run took "
+        f"{(time.perf_counter() - started) / 60:.0f} minutes. The collection is generated from SciFact's statistics "
+        f"(`ff-index synthesize`: lengths, Zipfian vocabulary growing by Heaps' law, topical co-occurrence; "
+        f"queries drawn from documents), and so are its vectors: all-MiniLM-L6-v2's space, predicted from each "
+        f"document's words by a linear map fitted on SciFact (no transformer pass: encoding 1M real documents on "
+        f"this machine's CPUs would take most of a day; see docs/encoding.md for measured encoding throughput, "
+        f"and docs/scale.md for GPU and cluster estimates). SciFact ({scifact_docs:,} documents, real vectors) "
+        "is measured in the same run; ratios are 1M / SciFact.",
+        "",
+        "## Build time and bytes on disk",
+        "",
+        "| component | 1M: MiB | 1M: bytes/doc | 1M: seconds | SciFact: MiB | SciFact: bytes/doc |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in sizes.items():
+        small = scifact_sizes.get(name)
+        lines.append(f"| {name} | {mib(row['bytes'])} | {row['bytes'] / docs:,.0f} | {row['seconds']:.0f} | "
+                     + (f"{mib(small['bytes'])} | {small['bytes'] / scifact_docs:,.0f} |" if small else "– | – |"))
+    lines += ["", "## Batch ranking: `ff-rank run --mode ff` (1,000 BM25 candidates per query)", "",
+              "| index | queries | seconds | queries/s | peak RSS (MiB) |", "|---|---|---|---|---|"]
+    for name, runs in (("1M", batch), ("SciFact", scifact_batch)):
+        for n, row in runs.items():
+            lines.append(f"| {name} | {n:,} | {row['seconds']:.0f} | {row['queries_per_s']:.1f} | "
+                         f"{row['peak_rss_mib']:,.0f} |")
+    counts = sorted(batch)
+    if len(counts) == 2:
+        lines += ["", f"Peak RSS at {counts[1]:,} queries / at {counts[0]:,}: "
+                      f"{batch[counts[1]]['peak_rss_mib'] / batch[counts[0]]['peak_rss_mib']:.2f}× (1M)."]
+    lines += ["", "## Dense retrieval: ANN against the exact scan (same vectors, one query at a time)", "",
+              "| index | ANN | recall@100 | recall@1000 | exact ms/query | ANN ms/query | speed-up |",
+              "|---|---|---|---|---|---|---|"]
+    for name, row, index in (("1M", dense, args.work / "index"), ("SciFact", scifact_dense, args.scifact_index)):
+        kind = json.loads((index / "ann" / "manifest.json").read_text())["params"]["type"] if row["ann"] else "none"
+        lines.append(f"| {name} | {kind} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
+                     f"{row['exact_ms']:.1f} | {row['ann_ms']:.1f} | {row['exact_ms'] / row['ann_ms']:.1f}× |")
+    lines += ["", f"## ff-serve, {args.workers} workers, `GET /v1/search?k=10` on unseen queries", "",
+              "Modes `ff` (BM25's 1,000 candidates re-ranked) and `hybrid` (plus the top 100 dense candidates, "
+              "from the ANN index), one run after the other on the same server.", "",
+              "| index | mode, concurrency | requests | errors | p50 ms | p99 ms | req/s | cache hits |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, result in (("1M", served), ("SciFact", scifact_served)):
+        for c, level in result["levels"].items():
+            lines.append(f"| {name} | {c} | {level['done']} | {level['errors']} | {level['p50']:.1f} | "
+                         f"{level['p99']:.1f} | {level['throughput']:.1f} | {100 * level['cache_hits']:.0f} % |")
+    lines += ["", "Median ms per stage as the server reports them, and the ratio 1M / SciFact:", "",
+              "| mode, concurrency | stage | 1M | SciFact | ratio |", "|---|---|---|---|---|"]
+    for c, level in served["levels"].items():
+        for stage, value in level["stages"].items():
+            small = scifact_served["levels"][c]["stages"].get(stage)
+            lines.append(f"| {c} | {stage} | {value:.2f} | {small:.2f} | {value / small:.2f}× |" if small else
+                         f"| {c} | {stage} | {value:.2f} | – | – |")
+    lines += ["", "Resident memory of each worker after the requests, by mapped file (MiB; private = pages only "
+              "this process maps, shared = pages other processes map too, e.g. the other worker):", "",
+              "| index | worker | vectors private / shared | ANN private / shared | Lucene private / shared | "
+              "all mappings private / shared |", "|---|---|---|---|---|---|"]
+    for name, result in (("1M", served), ("SciFact", scifact_served)):
+        for pid, memory in result["memory"].items():
+            cells = [f"{memory[k]['private']:,.1f} / {memory[k]['shared']:,.1f}"
+                     for k in ("vectors", "ANN index", "Lucene", "all")]
+            lines.append(f"| {name} | {pid} | " + " | ".join(cells) + " |")
+    lines += ["", "The vectors, the ANN index's lists and Lucene's files are memory-mapped read-only: their pages "
+              "live in the page cache once, whatever the number of workers. A worker's private memory is its "
+              "Python heap, the query encoder, the JVM heap (Lucene's per-searcher state) and FAISS's coarse "
+              "centroids.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--docs", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=7_000)
+    parser.add_argument("--batch", type=int, nargs=2, default=[1000, 7000], help="query counts for ff-rank run")
+    parser.add_argument("--dense-queries", type=int, default=100, help="queries for ANN vs exact (default 100)")
+    parser.add_argument("--serve-requests", type=int, default=300, help="requests per concurrency (default 300)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=REPO / "work" / "million")
+    parser.add_argument("--scifact-index", type=Path, default=REPO / "work" / "scifact")
+    parser.add_argument("--keep", action="store_true", help="keep the generated collection and its index")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "million.md")
+    args = parser.parse_args(argv)
+    if args.queries < max(args.batch) + args.serve_requests * 3 + 40:
+        parser.error("--queries must cover the largest --batch and the server's requests")
+    started = time.perf_counter()
+    args.work.mkdir(parents=True, exist_ok=True)
+    steps = Steps(args.work.parent / f"{args.work.name}.log")
+    steps.log.write_text(f"benchmarks/million.py {' '.join(argv or sys.argv[1:])}\n", encoding="utf-8")
+    try:
+        sizes = build(steps, args, args.work)
+        if not (args.scifact_index / "vectors" / "manifest.json").is_file():
+            steps.run("scifact build", ff_index("build", "--corpus", str(args.source), "--index",
+                                                str(args.scifact_index), "--force", "--quiet"))
+        scifact_copy = args.work / "scifact"  # with an ANN index of its own, built here
+        shutil.copytree(args.scifact_index, scifact_copy, dirs_exist_ok=True)
+        args.scifact_index = scifact_copy
+        steps.run("scifact ANN index", ff_index("ann", "build", "--index", str(scifact_copy), "--force", "--quiet"))
+        scifact_sizes = {"Lucene (BM25)": {"bytes": du(scifact_copy / "lucene")},
+                         "vectors float32": {"bytes": du(scifact_copy / "vectors")},
+                         "ANN index": {"bytes": du(scifact_copy / "ann")}}
+        data = args.work / "data"
+        query_files = {n: write_queries(data, n, args.work / f"queries-{n}.tsv") for n in args.batch}
+        batch = batch_runs(steps, "1M", args.work / "index", query_files, args.work)
+        real = write_queries(args.source, 10_000, args.work / "scifact-queries.tsv")
+        scifact_files = {n: real for n in [min(args.batch)]}
+        scifact_batch = batch_runs(steps, "SciFact", scifact_copy, scifact_files, args.work)
+        print("dense retrieval: ANN vs exact ...", flush=True)
+        dense = dense_comparison(args.work / "index", query_files[min(args.batch)], args.dense_queries)
+        scifact_dense = dense_comparison(scifact_copy, real, args.dense_queries)
+        print("ff-serve ...", flush=True)
+        skip = max(args.batch)  # queries no ff-rank run above used (the server's caches are new anyway)
+        texts = read_queries(data)["query"].tolist()[skip:]
+        served = serve(args.work / "index", texts, args.serve_requests, args.workers)
+        base = read_queries(args.source)["query"].tolist()
+        scifact_texts = unseen_queries(base, vocabulary(args.source), 3 * args.serve_requests + 100)
+        scifact_served = serve(scifact_copy, scifact_texts, args.serve_requests, args.workers)
+        docs = json.loads((args.work / "index" / "manifest.json").read_text())["bm25"]["documents"]
+        scifact_docs = json.loads((scifact_copy / "manifest.json").read_text())["bm25"]["documents"]
+        report = render(args, sizes, scifact_sizes, batch, scifact_batch, dense, scifact_dense, served,
+                        scifact_served, docs, scifact_docs, started)
+        (args.out.with_suffix(".json")).write_text(json.dumps(
+            {"sizes": sizes, "scifact_sizes": scifact_sizes, "batch": batch, "scifact_batch": scifact_batch,
+             "dense": dense, "scifact_dense": scifact_dense, "served": served, "scifact_served": scifact_served,
+             "docs": docs, "scifact_docs": scifact_docs}, indent=2, default=str) + "\n")
+        args.out.write_text(report)
+        print(report)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
