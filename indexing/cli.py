@@ -1,4 +1,7 @@
-"""``ff-index``: build indexes. ``ff-index build --corpus DIR_OR_FILE --index DIR``; ``quantize``; ``coalesce``."""
+"""``ff-index``: build indexes. ``ff-index build --corpus DIR_OR_FILE --index DIR``; ``quantize``; ``coalesce``.
+
+``ff-index synthesize`` writes a generated test collection (``indexing/synthetic.py``).
+"""
 
 from __future__ import annotations
 
@@ -90,6 +93,26 @@ def make_parser() -> argparse.ArgumentParser:
     which.add_argument("--encoder", help="model directory (distilled from the index's encoder)")
     which.add_argument("--reset", action="store_true", help="encode queries with the index's own encoder again")
 
+    synth = sub.add_parser("synthesize", help="generate a large test collection from a real one's statistics",
+                           description="Write a BEIR collection of --docs generated documents and --queries "
+                                       "queries (each judged relevant to the document it was drawn from) with the "
+                                       "word statistics of a real BEIR collection; --vectors adds document vectors "
+                                       "with the structure of the default encoder's.")
+    synth.add_argument("--from", dest="source", required=True, metavar="DIR",
+                       help="real BEIR collection to imitate (corpus, queries, qrels)")
+    synth.add_argument("--docs", type=int, required=True, help="documents to generate")
+    synth.add_argument("--queries", type=int, required=True, help="queries to generate (at most --docs)")
+    synth.add_argument("--out", required=True, help="BEIR directory to create")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; the output is identical for a seed")
+    synth.add_argument("--vectors", action="store_true",
+                       help="also write vectors.npy and vector_ids.txt (for ff-index add-vectors)")
+    synth.add_argument("--cache", metavar="FILE",
+                       help="--vectors: reuse the fitted vector map in FILE, or write it there (.npz)")
+    synth.add_argument("--vector-noise", type=float, metavar="X",
+                       help="--vectors: residual-shaped noise, in units of the fit's held-out residual (default 0)")
+    synth.add_argument("--force", action="store_true", help="replace an existing --out collection")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+
     from indexing.shards_cli import register
 
     register(sub)  # ff-index shards create|add|merge|verify
@@ -146,6 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.index}: queries are encoded with {record['path'] if record else 'the index encoder'}")
     elif args.command == "ann":
         _ann(args)
+    elif args.command == "synthesize":
+        from indexing.synthetic import synthesize
+
+        record = synthesize(args.source, args.out, args.docs, args.queries, seed=args.seed, vectors=args.vectors,
+                            cache=args.cache, vector_noise=args.vector_noise, force=args.force,
+                            progress=not args.quiet)
+        made = record["generated"]
+        extra = f", vectors of {record['vectors']['dim']}" if "vectors" in record else ""
+        print(f"wrote {args.out} ({record['documents']:,} documents, {made['words']:,} words, "
+              f"{made['vocabulary']:,} distinct, {record['queries']:,} queries{extra}; "
+              f"{record['seconds']['documents_per_second']:,} documents/s)")
     elif args.command == "shards":
         from indexing.shards_cli import run
 
