@@ -208,6 +208,8 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
     def mib(value: float) -> str:
         return f"{value / MiB:,.1f}"
 
+    big = f"{docs / 1e6:g}M" if docs >= 1_000_000 else f"{docs / 1000:g}k"  # the generated collection's label
+
     lines = [
         f"# {docs:,} documents on one machine",
         "",
@@ -216,14 +218,14 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
         f"{(time.perf_counter() - started) / 60:.0f} minutes. The collection is generated from SciFact's statistics "
         f"(`ff-index synthesize`: lengths, Zipfian vocabulary growing by Heaps' law, topical co-occurrence; "
         f"queries drawn from documents), and so are its vectors: all-MiniLM-L6-v2's space, predicted from each "
-        f"document's words by a linear map fitted on SciFact (no transformer pass: encoding 1M real documents on "
+        f"document's words by a linear map fitted on SciFact (no transformer pass: encoding {docs:,} real documents on "
         f"this machine's CPUs would take most of a day; see docs/encoding.md for measured encoding throughput, "
         f"and docs/scale.md for GPU and cluster estimates). SciFact ({scifact_docs:,} documents, real vectors) "
-        "is measured in the same run; ratios are 1M / SciFact.",
+        f"is measured in the same run; ratios are {big} / SciFact.",
         "",
         "## Build time and bytes on disk",
         "",
-        "| component | 1M: MiB | 1M: bytes/doc | 1M: seconds | SciFact: MiB | SciFact: bytes/doc |",
+        f"| component | {big}: MiB | {big}: bytes/doc | {big}: seconds | SciFact: MiB | SciFact: bytes/doc |",
         "|---|---|---|---|---|---|",
     ]
     for name, row in sizes.items():
@@ -232,18 +234,18 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
                      + (f"{mib(small['bytes'])} | {small['bytes'] / scifact_docs:,.0f} |" if small else "– | – |"))
     lines += ["", "## Batch ranking: `ff-rank run --mode ff` (1,000 BM25 candidates per query)", "",
               "| index | queries | seconds | queries/s | peak RSS (MiB) |", "|---|---|---|---|---|"]
-    for name, runs in (("1M", batch), ("SciFact", scifact_batch)):
+    for name, runs in ((big, batch), ("SciFact", scifact_batch)):
         for n, row in runs.items():
             lines.append(f"| {name} | {n:,} | {row['seconds']:.0f} | {row['queries_per_s']:.1f} | "
                          f"{row['peak_rss_mib']:,.0f} |")
     counts = sorted(batch)
     if len(counts) == 2:
         lines += ["", f"Peak RSS at {counts[1]:,} queries / at {counts[0]:,}: "
-                      f"{batch[counts[1]]['peak_rss_mib'] / batch[counts[0]]['peak_rss_mib']:.2f}× (1M)."]
+                      f"{batch[counts[1]]['peak_rss_mib'] / batch[counts[0]]['peak_rss_mib']:.2f}× ({big})."]
     lines += ["", "## Dense retrieval: ANN against the exact scan (same vectors, one query at a time)", "",
               "| index | ANN | recall@100 | recall@1000 | exact ms/query | ANN ms/query | speed-up |",
               "|---|---|---|---|---|---|---|"]
-    for name, row, index in (("1M", dense, args.work / "index"), ("SciFact", scifact_dense, args.scifact_index)):
+    for name, row, index in ((big, dense, args.work / "index"), ("SciFact", scifact_dense, args.scifact_index)):
         kind = json.loads((index / "ann" / "manifest.json").read_text())["params"]["type"] if row["ann"] else "none"
         lines.append(f"| {name} | {kind} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
                      f"{row['exact_ms']:.1f} | {row['ann_ms']:.1f} | {row['exact_ms'] / row['ann_ms']:.1f}× |")
@@ -252,12 +254,12 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               "from the ANN index), one run after the other on the same server.", "",
               "| index | mode, concurrency | requests | errors | p50 ms | p99 ms | req/s | cache hits |",
               "|---|---|---|---|---|---|---|---|"]
-    for name, result in (("1M", served), ("SciFact", scifact_served)):
+    for name, result in ((big, served), ("SciFact", scifact_served)):
         for c, level in result["levels"].items():
             lines.append(f"| {name} | {c} | {level['done']} | {level['errors']} | {level['p50']:.1f} | "
                          f"{level['p99']:.1f} | {level['throughput']:.1f} | {100 * level['cache_hits']:.0f} % |")
-    lines += ["", "Median ms per stage as the server reports them, and the ratio 1M / SciFact:", "",
-              "| mode, concurrency | stage | 1M | SciFact | ratio |", "|---|---|---|---|---|"]
+    lines += ["", f"Median ms per stage as the server reports them, and the ratio {big} / SciFact:", "",
+              f"| mode, concurrency | stage | {big} | SciFact | ratio |", "|---|---|---|---|---|"]
     for c, level in served["levels"].items():
         for stage, value in level["stages"].items():
             small = scifact_served["levels"][c]["stages"].get(stage)
@@ -267,7 +269,7 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               "this process maps, shared = pages other processes map too, e.g. the other worker):", "",
               "| index | worker | vectors private / shared | ANN private / shared | Lucene private / shared | "
               "all mappings private / shared |", "|---|---|---|---|---|---|"]
-    for name, result in (("1M", served), ("SciFact", scifact_served)):
+    for name, result in ((big, served), ("SciFact", scifact_served)):
         for pid, memory in result["memory"].items():
             cells = [f"{memory[k]['private']:,.1f} / {memory[k]['shared']:,.1f}"
                      for k in ("vectors", "ANN index", "Lucene", "all")]
@@ -313,9 +315,10 @@ def main(argv: list[str] | None = None) -> int:
                          "ANN index": {"bytes": du(scifact_copy / "ann")}}
         data = args.work / "data"
         query_files = {n: write_queries(data, n, args.work / f"queries-{n}.tsv") for n in args.batch}
-        batch = batch_runs(steps, "1M", args.work / "index", query_files, args.work)
-        real = write_queries(args.source, 10_000, args.work / "scifact-queries.tsv")
-        scifact_files = {n: real for n in [min(args.batch)]}
+        batch = batch_runs(steps, "large", args.work / "index", query_files, args.work)
+        real = write_queries(args.source, 10_000, args.work / "scifact-queries.tsv")  # all of them
+        n = min(min(args.batch), len(read_queries(real)))
+        scifact_files = {n: write_queries(args.source, n, args.work / f"scifact-queries-{n}.tsv")}
         scifact_batch = batch_runs(steps, "SciFact", scifact_copy, scifact_files, args.work)
         print("dense retrieval: ANN vs exact ...", flush=True)
         dense = dense_comparison(args.work / "index", query_files[min(args.batch)], args.dense_queries)

@@ -63,6 +63,24 @@ class DenseSearcher:
             return Ranking(pd.DataFrame({"qid": [], "docno": [], "score": []}), name="dense")
         return Ranking(pd.concat([b.df for b in blocks], ignore_index=True), name="dense")
 
+    def search_one(self, query_vector: np.ndarray, k: int = 1000) -> tuple[list[str], np.ndarray]:
+        """One query's top ``k`` documents: docnos and float64 scores, best first (ties by row), with numpy
+        alone (no DataFrame): the path of a server answering one query at a time."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scores, rows = self._top_rows(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+        scores, rows = scores[0], rows[0]
+        valid = rows >= 0
+        scores, rows = scores[valid], rows[valid]
+        if self.index.num_vectors != self.index.num_docs:  # MaxP: a document's first (best) row counts
+            doc = np.searchsorted(np.asarray(self.index.doc_offsets), rows, side="right") - 1
+            _, first = np.unique(doc, return_index=True)
+            first.sort()
+            scores, rows = scores[first], doc[first]
+        scores, rows = scores[:k], rows[:k]
+        docnos = list(map(bytes.decode, np.asarray(self.index.doc_ids[rows]).tolist()))
+        return docnos, scores.astype(np.float64)
+
     def search_blocks(self, qids: Sequence[str], query_vectors: np.ndarray, k: int = 1000) -> Iterator[Ranking]:
         """:meth:`search`, ``QUERY_BLOCK`` queries at a time."""
         if k < 1:
@@ -72,12 +90,15 @@ class DenseSearcher:
             yield self._search_block(qids[lo:lo + QUERY_BLOCK], query_vectors[lo:lo + QUERY_BLOCK], k)
 
     def _search_block(self, qids: list[str], query_vectors: np.ndarray, k: int) -> Ranking:
-        if self.ann is not None:
-            scores, rows = self.ann.search(query_vectors, k)
-        else:  # searching k * max_passages rows makes MaxP exact
-            scores, rows = exact_top_rows(self.index, query_vectors, min(self.index.num_vectors,
-                                                                         k * self._max_passages))
+        scores, rows = self._top_rows(query_vectors, k)
         return self._documents(qids, scores, rows, k)
+
+    def _top_rows(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best rows per query, enough of them for ``k`` documents: through the ANN index, or exactly
+        (``k * max_passages`` rows make MaxP exact)."""
+        if self.ann is not None:
+            return self.ann.search(query_vectors, k)
+        return exact_top_rows(self.index, query_vectors, min(self.index.num_vectors, k * self._max_passages))
 
     def _documents(self, qids: list[str], scores: np.ndarray, rows: np.ndarray, k: int) -> Ranking:
         """Rows to documents (MaxP: the best row of each document counts), top ``k`` per query."""

@@ -136,6 +136,11 @@ class FastForward:
                 self._searchers[exact] = DenseSearcher(self.index, ann)
             return self._searchers[exact]
 
+    def dense_search_one(self, query_vector: np.ndarray, k: int = 1000, exact: bool = False
+                         ) -> tuple[list[str], np.ndarray]:
+        """One query's top ``k`` by dense score (docnos, scores), without pandas; see :meth:`dense_search`."""
+        return self.dense_searcher(exact).search_one(query_vector, k)
+
     def dense_search(self, queries: pd.DataFrame, k: int = 1000, query_vectors: np.ndarray | None = None,
                      exact: bool = False) -> Ranking:
         """Dense-only retrieval over the whole forward index: approximate when the index has an ANN index

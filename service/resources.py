@@ -88,9 +88,9 @@ class IndexHandle:
         seconds each stage took (summed over the queries). Arguments are assumed valid (checked at the door).
 
         ``checkpoint(stage)`` runs after each stage of each query, so that it can stop a search that
-        takes too long (it raises); the exact dense search (dense and hybrid modes) runs once for the
-        whole batch, one pass over the vectors. In ``hybrid`` mode each query's top ``dense_k``
-        documents by exact dense search join BM25's ``candidates``; those BM25 did not return get a
+        takes too long (it raises). Dense search (dense and hybrid modes) runs per query, through the
+        index's ANN index when it has one, else exactly. In ``hybrid`` mode each query's top ``dense_k``
+        documents by dense search join BM25's ``candidates``; those BM25 did not return get a
         BM25 score of 0, as in ``FastForward.rank(..., dense_k=...)``. One query at a time builds no
         DataFrame: at ten hits, pandas would cost as much as the re-ranking.
         """
@@ -111,17 +111,13 @@ class IndexHandle:
                 vectors.append(self.ff.encoder([text])[0])
         dense_docnos: dict[str, list[str]] = {}
         if mode in ("dense", "hybrid"):
-            import pandas as pd
-
-            frame = pd.DataFrame({"qid": [q for q, _ in queries], "query": [t for _, t in queries]})
-            with stages("dense"):
-                dense = self.ff.dense_search(frame, k=k if mode == "dense" else dense_k,
-                                             query_vectors=np.stack(vectors)).df
-            for qid, group in dense.groupby("qid", sort=False):
-                dense_docnos[qid] = group["docno"].tolist()
-                if mode == "dense":
-                    out[qid] = [Hit(d, int(r), s, None, s) for d, r, s in
-                                zip(dense_docnos[qid], group["rank"].tolist(), group["score"].tolist())]
+            depth = k if mode == "dense" else dense_k
+            for (qid, _), vector in zip(queries, vectors):  # ANN or exact, one query at a time, no pandas
+                with stages("dense"):
+                    docnos, scores = self.ff.dense_search_one(vector, k=depth)
+                dense_docnos[qid] = docnos
+                if mode == "dense" and docnos:
+                    out[qid] = [Hit(d, r, s, None, s) for r, (d, s) in enumerate(zip(docnos, scores.tolist()), 1)]
             if mode == "dense":
                 return out, stages.timings
         integer_path = mode == "ff" and self.ff.hits_path(fusion.fusion, fusion.ff_mode, fusion.early_stop)

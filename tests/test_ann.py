@@ -168,3 +168,21 @@ def test_passage_indexes_aggregate_rows_to_documents(tmp_path, queries):
     brute = (vectors @ queries[0]).reshape(-1, 2).max(axis=1)
     assert df["docno"].tolist() == [f"d{i}" for i in np.argsort(-brute, kind="stable")[:5]]
     assert np.allclose(df["score"], np.sort(brute)[::-1][:5], atol=1e-6)
+    docnos, scores = searcher.search_one(queries[0], k=5)
+    assert docnos == df["docno"].tolist() and np.allclose(scores, df["score"])
+
+
+@pytest.mark.parametrize("with_ann", [False, True])
+def test_single_query_dense_search_equals_the_batch_search(tmp_path, index, queries, with_ann):
+    work = tmp_path / "index"
+    shutil.copytree(index, work)
+    if with_ann:
+        build_ann(work, type="hnsw", progress=False)
+    forward = ForwardIndex.open(work)
+    searcher = DenseSearcher(forward, AnnIndex.open(work, forward) if with_ann else None)
+    batch = searcher.search([f"q{i}" for i in range(10)], queries[:10], k=25).df
+    for i, vector in enumerate(queries[:10]):
+        docnos, scores = searcher.search_one(vector, k=25)
+        expected = batch[batch["qid"] == f"q{i}"]
+        assert docnos == expected["docno"].tolist()
+        assert np.allclose(scores, expected["score"].to_numpy())
