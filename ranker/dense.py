@@ -88,6 +88,7 @@ class DenseSearcher:
         qids = list(qids)
         for lo in range(0, len(qids), QUERY_BLOCK):
             yield self._search_block(qids[lo:lo + QUERY_BLOCK], query_vectors[lo:lo + QUERY_BLOCK], k)
+            self.index.release_pages()  # an exact scan touches every vector: hand the pages back
 
     def _search_block(self, qids: list[str], query_vectors: np.ndarray, k: int) -> Ranking:
         scores, rows = self._top_rows(query_vectors, k)

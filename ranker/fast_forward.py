@@ -191,6 +191,7 @@ class FastForward:
                 vectors = None if query_vectors is None else query_vectors[lo:lo + block_size]
                 yield self._rank_block(block, k_s, alpha, mode, fusion, normalization, missing, threads, vectors,
                                        dense_k, early_stop, exact_early_stop, exact_dense)
+                self.index.release_pages()  # the vectors' pages stay cached, but not counted as ours
                 bar.update(len(block))
         if progress:
             elapsed = time.perf_counter() - start
@@ -255,6 +256,7 @@ class FastForward:
             block_qids, vectors = self._query_vectors(block, given, timings)
             yield self._score_and_fuse(block_qids, candidates, vectors, alpha, fusion, normalization, mode, missing,
                                        early_stop, exact_early_stop, timings)
+            self.index.release_pages()
 
     def _query_vectors(self, queries: pd.DataFrame, query_vectors: np.ndarray | None,
                        timings: dict[str, float]) -> tuple[list[str], np.ndarray]:

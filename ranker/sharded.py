@@ -233,6 +233,9 @@ class ShardedForwardIndex(ForwardIndex):
         """Number of vectors (all shards)."""
         return int(self._row_base[-1])
 
+    def _mapped(self) -> list[Any]:
+        return [array for shard in self.shards for array in shard._mapped()]
+
     @property
     def max_norm(self) -> float:
         """The largest vector norm over all shards."""

@@ -489,3 +489,33 @@ def test_writer_accepts_a_generator_of_chunks_and_cosine(tmp_path):
     fi = ForwardIndex.open(tmp_path / "v", verify=True)
     assert fi.score_pairs(QUERIES, [1], ["docC"]).tolist() == [10.0]
     assert pd.Series(fi.doc_ids).map(bytes.decode).tolist() == IDS
+
+
+def _resident_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, current = 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                current = len(fields) > 5 and fields[5] == str(path)
+            elif current and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_release_pages_unmaps_what_scoring_touched(tmp_path):
+    rng = np.random.default_rng(0)
+    n, dim = 20_000, 64
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    build(tmp_path / "big", ids=[f"d{i}" for i in range(n)], counts=[1] * n, vectors=vectors, dim=dim, chunk=4096)
+    index = ForwardIndex.open(tmp_path / "big")
+    file = (tmp_path / "big" / "vectors.npy").resolve()
+    scores = index.score_pairs(vectors[:1], np.zeros(n, dtype=np.int64), [f"d{i}" for i in range(n)])
+    assert np.allclose(scores, vectors @ vectors[0], atol=1e-4)
+    assert _resident_kib(file) > 0.9 * n * dim * 4 / 1024  # every row was read
+    index.release_pages()
+    assert _resident_kib(file) < 64
+    again = index.score_pairs(vectors[:1], np.zeros(3, dtype=np.int64), ["d0", "d1", "d2"])
+    assert np.allclose(again, scores[:3])  # the pages come back on the next access
