@@ -42,6 +42,7 @@ from ranker.topics import read_queries  # noqa: E402
 from service.launcher import LocalServer  # noqa: E402
 
 MiB = 1024 * 1024
+MSMARCO = 8_841_823  # MS MARCO passage collection
 PYTHON = sys.executable
 
 
@@ -232,6 +233,12 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
         small = scifact_sizes.get(name)
         lines.append(f"| {name} | {mib(row['bytes'])} | {row['bytes'] / docs:,.0f} | {row['seconds']:.0f} | "
                      + (f"{mib(small['bytes'])} | {small['bytes'] / scifact_docs:,.0f} |" if small else "– | – |"))
+    lines += ["", f"Projected to MS MARCO passages ({MSMARCO:,}; linear in the number of documents, computed here from "
+                  f"the {big} row's bytes per document; MS MARCO passages are shorter than SciFact abstracts, so "
+                  "Lucene's share is an upper bound):", "", "| component | GiB |", "|---|---|"]
+    for name, row in sizes.items():
+        if name != "corpus (jsonl.gz)":
+            lines.append(f"| {name} | {row['bytes'] / docs * MSMARCO / 2**30:,.1f} |")
     lines += ["", "## Batch ranking: `ff-rank run --mode ff` (1,000 BM25 candidates per query)", "",
               "| index | queries | seconds | queries/s | peak RSS (MiB) |", "|---|---|---|---|---|"]
     for name, runs in ((big, batch), ("SciFact", scifact_batch)):

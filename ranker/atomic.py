@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 PARTIAL_MARK = ".partial-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp's temporary files are 0600)
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a unique temporary path beside ``path`` that replaces ``path`` when the block succeeds.
@@ -44,6 +53,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     if not parent.is_dir():
         raise InputError(f"{path}: directory {parent} does not exist")
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(name)
     try:
