@@ -121,6 +121,12 @@ class BM25Searcher:
         raw = self._searcher.doc_raw(docno)
         return None if raw is None else json.loads(raw)
 
+    def close(self) -> None:
+        """Close the Lucene readers (their files); the searcher must not be used afterwards."""
+        if self._fast is not None:
+            self._fast.close()
+        self._searcher.close()
+
     def _java_list(self, values: list[str]) -> Any:
         java_list = self._array_list()
         for value in values:
@@ -144,6 +150,7 @@ class _LuceneTopK:
             raise ValueError(f"{lucene_dir}: {reader.maxDoc()} Lucene documents but {len(docnos)} docnos")
         from jnius import cast
 
+        self._reader = reader
         self._searcher = autoclass("org.apache.lucene.search.IndexSearcher")(
             cast("org.apache.lucene.index.IndexReader", reader))
         self._searcher.setSimilarity(autoclass("org.apache.lucene.search.similarities.BM25Similarity")(
@@ -156,6 +163,10 @@ class _LuceneTopK:
             self._json: Any = autoclass("com.fasterxml.jackson.databind.ObjectMapper")()
         except Exception:  # an Anserini jar without Jackson: read the hits through pyjnius proxies
             self._json = None
+
+    def close(self) -> None:
+        """Close the Lucene reader."""
+        self._reader.close()
 
     def search(self, text: str, k: int) -> tuple[list[str], np.ndarray]:
         """Docnos and (tie-adjusted) scores of the top ``k``."""

@@ -17,10 +17,10 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from service import documents, errors, health, openapi, page, params, rerank, search
+from service import admin, cors, documents, errors, health, openapi, page, params, rerank, search
 from service.config import fill_config
 from service.metrics import Metrics
-from service.resources import Registry
+from service.resources import Registry, release_request_handles
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -33,11 +33,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep hits' fields in the documented order
 
     errors.register(app)
-    for blueprint in (search.bp, rerank.bp, documents.bp, health.bp, openapi.bp, page.bp):
+    for blueprint in (search.bp, rerank.bp, documents.bp, admin.bp, health.bp, openapi.bp, page.bp):
         app.register_blueprint(blueprint)
+    cors.register(app)
 
     app.extensions["ff"] = registry = Registry(app.config["INDEXES"], app.config["DEFAULT_INDEX"],
-                                                        app.config["TORCH_THREADS"], app.config["QUERY_RUNTIME"])
+                                                        app.config["TORCH_THREADS"], app.config["QUERY_RUNTIME"],
+                                                        app.config["STATE_DIR"], app.config["RELOAD_POLL_SECONDS"])
+    app.teardown_request(release_request_handles)  # a request's index versions, held while it ran
     app.extensions["ff_metrics"] = metrics = Metrics()
     _count_requests(app, metrics)
     app.before_request(lambda: params.check_url_is_utf8(request.environ))  # before any handler reads args

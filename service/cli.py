@@ -8,6 +8,14 @@ starts its own JVM and loads the indexes, in its main thread, before it
 accepts its first connection: requests queue in the shared listening socket
 until some worker is ready, so none sees a half-loaded worker. ``--help``
 imports neither Flask nor torch nor the JVM.
+
+New index versions are served without restarting a worker: ``SIGHUP`` to the
+master (``kill -HUP PID``) or ``POST /v1/admin/reload`` publishes a reload in
+the server's state directory, and every worker opens the new versions beside
+the old ones and swaps them in (:mod:`service.resources`, :mod:`service.reload`).
+gunicorn's own ``SIGHUP`` (new workers, the old ones stopped at once) would
+leave no worker to answer while the new ones load, and an index that fails to
+load would stop the whole server; ff-serve replaces it.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ TIMEOUT_MARGIN = 30   # seconds above the time budget, for the default --timeout
 
 EPILOG = """\
 configuration: each setting (the keys of service.config.DEFAULTS) is taken from the first of
-  1. a command-line flag (--index, --candidates, --dense-k, --time-budget-ms, --torch-threads)
+  1. a command-line flag (--index, --candidates, --dense-k, --time-budget-ms, --torch-threads,
+     --admin-token-file, --read-token-file, --cors-origin)
   2. an environment variable FF_NAME, e.g. FF_ALPHA=0.5, FF_INDEXES=scifact=work/scifact
   3. the TOML file of --config FILE, else of FF_CONFIG=FILE, e.g.
          INDEXES = {scifact = "work/scifact"}
@@ -40,6 +49,13 @@ configuration: each setting (the keys of service.config.DEFAULTS) is taken from 
   4. the defaults
 --index replaces the INDEXES of the environment and the file. An unknown key in
 the file is an error; the server checks everything before it starts.
+
+access: /v1/admin/* needs 'Authorization: Bearer <ADMIN_TOKEN>' (off without one);
+  with READ_TOKEN set, search, rerank, docs and indexes need it (or the admin token).
+  Keep tokens in files (--admin-token-file, chmod 600): a flag's value would show in
+  process listings. There is no TLS: bind to loopback (the default) behind a proxy.
+reload: kill -HUP <master PID>, or POST /v1/admin/reload, serves new index versions
+  with no restart; requests in flight finish on the old version.
 """
 
 
@@ -72,8 +88,19 @@ def make_parser() -> argparse.ArgumentParser:
                         help="seconds before a silent worker is restarted: with --threads 1, the backstop for a "
                              "request stuck in one stage; must exceed the time budget (default: "
                              f"{DEFAULT_TIMEOUT}, or the budget + {TIMEOUT_MARGIN} if that is more)")
+    parser.add_argument("--admin-token-file", metavar="FILE",
+                        help="file holding the bearer token of /v1/admin/* (ADMIN_TOKEN_FILE; default: the admin "
+                             "endpoints are off)")
+    parser.add_argument("--read-token-file", metavar="FILE",
+                        help="file holding the bearer token that search, rerank, docs and indexes then require "
+                             "(READ_TOKEN_FILE; default: they are open)")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                        help="an origin whose pages may call the API from a browser, repeatable; * for any "
+                             "(CORS_ORIGINS; default: none, no CORS headers)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: info)")
-    parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    parser.add_argument("--access-log", action="store_true",
+                        help="log every request to stderr (gunicorn's format: no header but Referer and User-Agent, "
+                             "so never a token)")
     return parser
 
 
@@ -116,9 +143,12 @@ def _check_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         config["INDEXES"] = indexes
     for key, value in (("CANDIDATES", args.candidates), ("DENSE_K", args.dense_k),
                        ("TIME_BUDGET_MS", args.time_budget_ms), ("TORCH_THREADS", args.torch_threads),
-                       ("QUERY_RUNTIME", args.query_runtime)):
+                       ("QUERY_RUNTIME", args.query_runtime), ("CORS_ORIGINS", args.cors_origin)):
         if value is not None:
             config[key] = value
+    for key, file in (("ADMIN_TOKEN_FILE", args.admin_token_file), ("READ_TOKEN_FILE", args.read_token_file)):
+        if file is not None:
+            config[key] = os.path.abspath(file)
     from flask import Config  # the layers exactly as each worker's create_app will stack them
 
     effective = Config(os.getcwd())
@@ -165,11 +195,15 @@ def _check_vectors(path: Path) -> None:
 
 
 def serve(config: dict[str, Any], options: dict[str, Any]) -> int:
-    """Run the app under gunicorn until it is stopped (SIGINT/SIGTERM); returns the exit status."""
+    """Run the app under gunicorn until it is stopped (SIGINT/SIGTERM); SIGHUP reloads the indexes (see
+    :func:`reloading_arbiter`). Returns the exit status."""
+    import shutil
     import tempfile
 
     import gunicorn.util
     from gunicorn.app.base import BaseApplication
+
+    from service.reload import StateDir
 
     gunicorn.util.write_error = _write_json_error  # gunicorn's own 400/414/431 answers: JSON, not HTML
 
@@ -178,11 +212,24 @@ def serve(config: dict[str, Any], options: dict[str, Any]) -> int:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # metrics shared by the workers
         own_metrics_dir = tempfile.mkdtemp(prefix="ff-serve-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    state = StateDir(tempfile.mkdtemp(prefix="ff-serve-state-")).create()  # reloads, shared by the workers
+    config = {**config, "STATE_DIR": str(state.path)}
+
+    def child_exit(server: Any, worker: Any) -> None:
+        _child_exit(server, worker)
+        state.forget_worker(worker.pid)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in {**options, "child_exit": _child_exit}.items():
+            for key, value in {**options, "child_exit": child_exit}.items():
                 self.cfg.set(key, value)
+
+        def run(self) -> None:
+            try:
+                reloading_arbiter(state)(self).run()
+            except RuntimeError as err:  # as BaseApplication.run
+                print(f"\nError: {err}\n", file=sys.stderr)
+                sys.exit(1)
 
         def load(self) -> Any:  # runs in each worker, after the fork
             import logging
@@ -205,11 +252,26 @@ def serve(config: dict[str, Any], options: dict[str, Any]) -> int:
     try:
         Server(prog="ff-serve").run()
     finally:
-        if own_metrics_dir is not None and os.getpid() == master:  # workers fork from inside run()
-            import shutil
-
-            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+        if os.getpid() == master:  # workers fork from inside run()
+            if own_metrics_dir is not None:
+                shutil.rmtree(own_metrics_dir, ignore_errors=True)
+            shutil.rmtree(state.path, ignore_errors=True)
     return 0
+
+
+def reloading_arbiter(state: Any) -> type:
+    """gunicorn's arbiter, with SIGHUP publishing a reload of every index (``state``: the server's
+    :class:`~service.reload.StateDir`) instead of replacing the workers."""
+    from gunicorn.arbiter import Arbiter
+
+    class ReloadingArbiter(Arbiter):  # type: ignore[misc]
+        def handle_hup(self) -> None:
+            published = state.publish(None)
+            self.log.info("Hang up: reload %d of every index published; each worker opens the new versions "
+                          "within RELOAD_POLL_SECONDS and then swaps them in", published.generation)
+            self.log.reopen_files()
+
+    return ReloadingArbiter
 
 
 @contextlib.contextmanager

@@ -56,7 +56,21 @@ DEFAULTS: dict[str, Any] = {
     "TORCH_THREADS": None,       # threads per worker for query encoding (torch or ONNX Runtime); None: torch's default
     "QUERY_RUNTIME": "onnx",     # onnx: the query encoder on ONNX Runtime (PyTorch if its export fails); torch
     "TIME_BUDGET_MS": 2000,      # a search still running after this many ms is a 503; 0: no budget
+    "ADMIN_TOKEN": None,         # bearer token of /v1/admin/* (16+ characters); None: those endpoints answer 404
+    "ADMIN_TOKEN_FILE": None,    # ... read from this file instead, which keeps it out of the environment
+    "READ_TOKEN": None,          # bearer token that /v1/search, /v1/rerank, /v1/docs, /v1/indexes then require
+    "READ_TOKEN_FILE": None,     # ... read from this file instead; the admin token is accepted there too
+    "CORS_ORIGINS": (),          # origins whose pages may call the API from a browser ("*": any); (): no CORS headers
+    "RELOAD_POLL_SECONDS": 1.0,  # how often a worker looks for a reload published by another worker or SIGHUP
+    "RELOAD_WAIT_SECONDS": 30,   # POST /v1/admin/reload waits up to this long for every worker to switch
+    "STATE_DIR": None,           # set by ff-serve: a directory its workers share (reloads); None: this process only
 }
+
+TOKENS = ("ADMIN_TOKEN", "READ_TOKEN")   # secrets: never echoed in a message, never logged
+RAW_STRINGS = (*TOKENS, "ADMIN_TOKEN_FILE", "READ_TOKEN_FILE")  # FF_* values taken as they are, never as JSON
+MIN_TOKEN_CHARS = 16
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750's b64token: what an Authorization header can carry
+_ORIGIN = re.compile(r"https?://[^\s/?#]+")
 
 MODES = ("ff", "bm25", "dense", "hybrid")
 VECTOR_MODES = ("ff", "dense", "hybrid")  # the modes that need a forward index
@@ -168,12 +182,18 @@ def fill_config(target: Any, overrides: Mapping[str, Any] | None = None) -> dict
         sources.update((key, path) for key in in_file)
     target.from_prefixed_env("FF")
     target.pop("CONFIG", None)  # FF_CONFIG names the file, it is not a setting
+    for key in RAW_STRINGS:  # FF_READ_TOKEN=1e300 is that text, not a number
+        if f"FF_{key}" in os.environ:
+            target[key] = os.environ[f"FF_{key}"]
     sources.update((name[3:], name) for name in os.environ if name.startswith("FF_") and name[3:] in DEFAULTS)
     target.update(overrides)
     sources.update((key, "given") for key in overrides)
     target["CONFIG_FILE"] = path
     try:
         target["INDEXES"] = parse_indexes(target["INDEXES"])
+        target["CORS_ORIGINS"] = parse_origins(target["CORS_ORIGINS"])
+        for key in TOKENS:
+            _read_token(target, key, sources)
         check_config(target)
     except InputError as err:
         key = getattr(err, "key", "INDEXES")
@@ -181,6 +201,51 @@ def fill_config(target: Any, overrides: Mapping[str, Any] | None = None) -> dict
             raise InputError(f"{err} (from {sources[key]})") from None
         raise
     return sources
+
+
+def parse_origins(value: Any) -> Any:
+    """``CORS_ORIGINS`` as a tuple: from a list, or a comma-separated string (as ``FF_CORS_ORIGINS`` holds)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value  # check_config names the mistake
+
+
+def _layer(source: str | None) -> int:
+    """How high a setting's source ranks: default 0 < configuration file 1 < FF_* variable 2 < given 3."""
+    if source is None:
+        return 0
+    return 3 if source == "given" else 2 if source.startswith("FF_") else 1
+
+
+def _read_token(target: Any, key: str, sources: dict[str, str]) -> None:
+    """Settle ``key`` and ``key_FILE``: the higher layer wins (both in one layer is an error); a file's token
+    (its first line) becomes ``target[key]``. The token itself never appears in a message."""
+    file_key = f"{key}_FILE"
+    token_layer, file_layer = _layer(sources.get(key)), _layer(sources.get(file_key))
+    if target[key] is not None and target[file_key] is not None:
+        if token_layer == file_layer:
+            raise _bad(key, f"give {key} or {file_key}, not both")
+        target[file_key if token_layer > file_layer else key] = None
+    file = target[file_key]
+    if file is None:
+        return
+    if not isinstance(file, (str, os.PathLike)) or not str(file):
+        raise _bad(file_key, f"{file_key} must be the path of a file holding the token")
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _bad(file_key, f"{file_key} {file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8"
+        raise _bad(file_key, f"{file_key} {file}: cannot read the token ({reason})") from None
+    lines = text.strip().splitlines()
+    if len(lines) != 1:
+        raise _bad(file_key, f"{file_key} {file}: expected the token on one line, found "
+                             f"{'nothing' if not lines else f'{len(lines)} lines'}")
+    target[key] = lines[0].strip()
+    sources[key] = sources.get(file_key, "given")
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -222,6 +287,30 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise _bad("QUERY_RUNTIME", f"QUERY_RUNTIME must be torch or onnx, got {config['QUERY_RUNTIME']!r}")
     if config["DEFAULT_INDEX"] is not None and not isinstance(config["DEFAULT_INDEX"], str):
         raise _bad("DEFAULT_INDEX", f"DEFAULT_INDEX must be an index name, got {config['DEFAULT_INDEX']!r}")
+    _check_access(config)
+    for key in ("RELOAD_POLL_SECONDS", "RELOAD_WAIT_SECONDS"):
+        if not _number(config[key]) or not 0 < config[key] < float("inf"):
+            raise _bad(key, f"{key} must be a positive number of seconds, got {config[key]!r}")
+
+
+def _check_access(config: Mapping[str, Any]) -> None:
+    """The tokens (never echoed) and the CORS origins."""
+    for key in TOKENS:
+        token = config[key]
+        if token is None:
+            continue
+        if not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS or not _TOKEN.fullmatch(token):
+            raise _bad(key, f"{key} must be at least {MIN_TOKEN_CHARS} characters of letters, digits and -._~+/ "
+                            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if config["READ_TOKEN"] is not None and config["READ_TOKEN"] == config["ADMIN_TOKEN"]:
+        raise _bad("READ_TOKEN", "READ_TOKEN must differ from ADMIN_TOKEN (the admin token is accepted for reading)")
+    origins = config["CORS_ORIGINS"]
+    if not isinstance(origins, tuple) or not all(isinstance(o, str) for o in origins):
+        raise _bad("CORS_ORIGINS", f"CORS_ORIGINS must be a list of origins, got {origins!r}")
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise _bad("CORS_ORIGINS", f"CORS_ORIGINS: {origin!r} is not an origin like https://example.org "
+                                       "(scheme and host, an optional port, no path) or *")
 
 
 def _bad(key: str, message: str) -> InputError:

@@ -7,11 +7,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
 
+from service.auth import protect
 from service.config import MODES
 from service.errors import InvalidParameter, UnknownIndex, shorten
-from service.resources import current_registry, loaded_registry
+from service.resources import Registry, current_registry, request_handle
 
 bp = Blueprint("documents", __name__, url_prefix="/v1")
+protect(bp, "read")
 
 MAX_DOCNO_CHARS = 512
 
@@ -47,25 +49,37 @@ def document(docno: str) -> Response:
     name = args.get("index", registry.default)
     if name not in registry.paths:
         raise UnknownIndex(name, list(registry.paths))
-    doc = loaded_registry().get(name).document(docno) if len(docno) <= MAX_DOCNO_CHARS else None
+    handle = request_handle(name)
+    doc = handle.document(docno) if len(docno) <= MAX_DOCNO_CHARS else None
     if doc is None:
         error = NotFound(f"document {shorten(docno)} is not in index {name!r}")
         error.field = "docno"  # type: ignore[attr-defined]
         raise error
     title, text = split_document(doc)
-    return jsonify(index=name, docno=doc.get("id", docno), title=title, text=text)
+    return jsonify(index=name, index_version=handle.version, docno=doc.get("id", docno), title=title, text=text)
 
 
 @bp.get("/indexes")
 def indexes() -> Response:
-    """The configured indexes, their modes, whether they are loaded, their manifests; the search settings."""
+    """The configured indexes, their modes, whether they are loaded, their versions and manifests; the search
+    settings."""
     registry = current_registry()
-    return jsonify(indexes=[
-        {"name": name, "default": name == registry.default,
-         "modes": list(MODES) if registry.has_vectors(name) else ["bm25"],
-         "loaded": registry.ready, "manifest": registry.manifests[name]}
-        for name in registry.paths
-    ], config={key.lower(): current_app.config[key] for key in
-               ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "DEFAULT_K", "MAX_K", "ALPHA",
-                "NORMALIZATION", "FUSION", "FF_MODE", "MISSING", "MAX_QUERY_CHARS", "MAX_BATCH",
-                "MAX_RERANK_CANDIDATES", "TIME_BUDGET_MS")})
+    settings = {key.lower(): current_app.config[key] for key in
+                ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "DEFAULT_K", "MAX_K", "ALPHA",
+                 "NORMALIZATION", "FUSION", "FF_MODE", "MISSING", "MAX_QUERY_CHARS", "MAX_BATCH",
+                 "MAX_RERANK_CANDIDATES", "TIME_BUDGET_MS")}
+    return jsonify(indexes=[_index(registry, name) for name in registry.paths], config=settings)
+
+
+def _index(registry: Registry, name: str) -> dict[str, Any]:
+    """What ``/v1/indexes`` says of index ``name``: its served version once loaded (manifest and version from
+    one handle), else the version to be loaded."""
+    if registry.ready:
+        handle = registry.get(name)
+        manifest, version = handle.manifest, handle.version
+    else:
+        manifest, version = registry.manifests[name], registry.versions[name]
+    return {"name": name, "default": name == registry.default,
+            "modes": list(MODES) if registry.has_vectors(name) else ["bm25"], "loaded": registry.ready,
+            "version": version, "created": manifest.get("created"),
+            "documents": manifest.get("bm25", {}).get("documents"), "manifest": manifest}

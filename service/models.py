@@ -46,6 +46,8 @@ STAGES = (("encode", "query encoding"), ("sparse", "BM25 search"),
           ("rerank", "vector look-up, scoring and fusion"), ("documents", "titles and snippets"))
 MAX_QID_CHARS = 100
 MAX_FIRST_STAGE_SCORE = 1e100  # |score| of a /v1/rerank candidate; keeps normalisation finite
+MAX_PATH_CHARS = 4096
+VERSION_PATTERN = r"^sha256:[0-9a-f]{16}$"
 REF = "#/components/schemas/{model}"
 
 
@@ -74,6 +76,8 @@ class Limits:
     snippet_chars: int
     max_content_length: int
     time_budget_ms: float
+    read_token: bool = False   # whether the read endpoints need a token
+    admin_token: bool = False  # whether the admin endpoints are on
 
     @classmethod
     def of(cls, config: Mapping[str, Any], names: list[str], vector_indexes: list[str], default: str) -> "Limits":
@@ -83,7 +87,7 @@ class Limits:
                    config["NORMALIZATION"], config["FUSION"], config["FF_MODE"], config["MISSING"],
                    config["CANDIDATES"], config["MAX_CANDIDATES"], config["DENSE_K"], config["MAX_DENSE_K"],
                    config["MAX_RERANK_CANDIDATES"], config["SNIPPET_CHARS"], config["MAX_CONTENT_LENGTH"],
-                   config["TIME_BUDGET_MS"])
+                   config["TIME_BUDGET_MS"], config["READ_TOKEN"] is not None, config["ADMIN_TOKEN"] is not None)
 
     @property
     def bm25_only(self) -> tuple[str, ...]:
@@ -105,13 +109,14 @@ class ApiModels:
     search_query: type[BaseModel]   # GET /v1/search (query string)
     search_body: type[BaseModel]    # POST /v1/search
     rerank_body: type[BaseModel]    # POST /v1/rerank
+    reload_body: type[BaseModel]    # POST /v1/admin/reload
     responses: tuple[type[BaseModel], ...]
     limits: Limits
 
     @functools.cached_property
     def schemas(self) -> dict[str, Any]:
         """Every model's JSON schema, by model name, ``$ref``s pointing into ``#/components/schemas``."""
-        models = [self.search_body, self.rerank_body, *self.responses]
+        models = [self.search_body, self.rerank_body, self.reload_body, *self.responses]
         _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF,
                                     schema_generator=_NoFieldTitles)
         return top["$defs"]
@@ -178,7 +183,7 @@ def build_models(limits: Limits) -> ApiModels:
         queries=(list[item], _absent(f"1 to {limits.max_batch} queries with distinct qids", min_length=1,
                                      max_length=limits.max_batch)),
         **fields, __validators__={"rules": model_validator(mode="after")(_search_rules(limits, batch=True))})
-    return ApiModels(query, body, _rerank_body(limits), _response_models(limits), limits)
+    return ApiModels(query, body, _rerank_body(limits), _reload_body(limits), _response_models(limits), limits)
 
 
 def _query_text(limits: Limits) -> Any:
@@ -360,6 +365,26 @@ def _rerank_body(limits: Limits) -> type[BaseModel]:
         __validators__={"rules": model_validator(mode="after")(rules)})
 
 
+def _reload_body(limits: Limits) -> type[BaseModel]:
+    def rules(request: Any) -> Any:
+        if request.path is not None and request.index is None:
+            raise _conflict("path", "path needs index: name the index that is to be served from path")
+        return request
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["description"] = ("which index to reload (default: every index), and optionally from where; an empty "
+                                 "body (or none) reloads every index from where it is")
+        schema["dependentRequired"] = {"path": ["index"]}
+
+    return create_model(
+        "ReloadRequest", __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra=extra),
+        index=(Literal[limits.index_names], _absent("the index to reload (default: every index)")),
+        path=(Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_CHARS)],
+              _absent("a new directory for the index, on the server (relative: to its working directory); an index "
+                      "of the same kind (with vectors or BM25 only); default: where the index is now")),
+        __validators__={"rules": model_validator(mode="after")(rules)})
+
+
 def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
     """The models of every JSON answer (what the server sends; ``tests/test_openapi.py`` holds it to them)."""
     closed = ConfigDict(extra="forbid")
@@ -394,6 +419,11 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         documents: float = _absent("titles and snippets", ge=0)
 
     hit_list = Annotated[list[Hit], Field(max_length=limits.max_k)]
+    Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+
+    def answered_from() -> Any:
+        return Field(description="the version of the index that answered (GET /v1/indexes): a hash of its "
+                                 "manifests; every part of the answer comes from this one version")
     hit_fields = Annotated[list[Literal[HIT_FIELDS]], Field(min_length=1, description="the fields each hit "
                                                                                      "carries")]
 
@@ -402,6 +432,7 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
 
         model_config = closed
         index: names
+        index_version: Version = answered_from()
         mode: Literal[MODES]
         k: Annotated[int, Field(ge=1, le=limits.max_k)]
         alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(description="null unless ff or hybrid")
@@ -444,6 +475,7 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
 
         model_config = ConfigDict(extra="forbid", json_schema_extra=_hits_follow_fields(["hits"]))
         index: names
+        index_version: Version = answered_from()
         k: Annotated[int, Field(ge=1, le=limits.max_k)]
         alpha: Annotated[float, Field(ge=0, le=1)] = Field(description="0 without first-stage scores")
         normalization: Literal[NORMALIZATIONS] | None = Field(description="null with fusion rrf")
@@ -462,6 +494,7 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
 
         model_config = closed
         index: names
+        index_version: Version = answered_from()
         docno: str
         title: str
         text: str
@@ -474,6 +507,10 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         default: bool
         modes: Annotated[list[Literal[MODES]], Field(min_length=1)]
         loaded: bool
+        version: Version = Field(description="the version served (or to be loaded): a hash of the index's manifests; "
+                                             "search answers name it as index_version")
+        created: str | None = Field(description="when the version was built (its manifest's created)")
+        documents: Annotated[int, Field(ge=0)] | None = Field(description="documents BM25 searches")
         manifest: dict[str, Any] = Field(description="the index's manifest.json")
 
     class ServerSettings(BaseModel):
@@ -520,6 +557,55 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         model_config = closed
         error: ErrorDetail
 
+    class WorkerIndex(BaseModel):
+        """What one worker serves of one index."""
+
+        model_config = closed
+        path: str
+        version: Version
+        generation: Annotated[int, Field(ge=0)] = Field(description="the latest reload of the index this worker "
+                                                                    "followed (0: none)")
+        error: str | None = Field(description="why its latest reload failed (it then serves its old version)")
+
+    class Worker(BaseModel):
+        """One worker process of the server."""
+
+        model_config = closed
+        pid: Annotated[int, Field(ge=1)]
+        indexes: dict[str, WorkerIndex]
+
+    class ReloadedIndex(BaseModel):
+        """An index after a reload."""
+
+        model_config = closed
+        name: names
+        path: str = Field(description="the directory it is served from")
+        version: Version = Field(description="the version it serves now")
+        previous_version: Version
+        changed: bool = Field(description="false: the index was unchanged (same manifests) and is left as it was")
+        created: str | None
+        documents: Annotated[int, Field(ge=0)] | None
+        load_seconds: Annotated[float, Field(ge=0)] = Field(description="time to open and warm up the new version "
+                                                                        "in the worker that answered")
+
+    class ReloadResponse(BaseModel):
+        """A reload, done in the worker that answered and followed by every other (complete: all of them serve it)."""
+
+        model_config = closed
+        generation: Annotated[int, Field(ge=1)] = Field(description="the number of this reload on this server")
+        complete: bool = Field(description="whether every worker serves the new versions (else some had not "
+                                           "switched within RELOAD_WAIT_SECONDS; see workers)")
+        indexes: list[ReloadedIndex]
+        workers: list[Worker]
+
+    class AdminStatus(BaseModel):
+        """What the server serves: the indexes of the worker that answered, and every worker's versions."""
+
+        model_config = closed
+        generation: Annotated[int, Field(ge=0)] = Field(description="the latest reload (0: none)")
+        indexes: dict[str, WorkerIndex]
+        workers: list[Worker]
+
     class Health(BaseModel):
         """Liveness."""
 
@@ -536,7 +622,7 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         error: ErrorDetail = _absent("why not ready")
 
     return (Hit, Timings, SearchResponse, BatchSearchResponse, RerankResponse, Document, IndexList, ErrorDetail,
-            Error, Health, Ready)
+            Error, Health, Ready, ReloadResponse, AdminStatus)
 
 
 def _hits_follow_fields(path: list[str]) -> Callable[[dict[str, Any]], None]:

@@ -42,18 +42,35 @@ def document(models: ApiModels) -> dict[str, Any]:
                                 "\"reason\"}}; code is the HTTP status."},
         "servers": [{"url": "/"}],
         "paths": paths(models),
-        "components": {"schemas": models.schemas, "responses": error_responses(models.limits)},
+        "components": {"schemas": models.schemas, "responses": error_responses(models.limits),
+                       "securitySchemes": SECURITY_SCHEMES},
     }
+
+
+SECURITY_SCHEMES = {
+    "adminToken": {"type": "http", "scheme": "bearer",
+                   "description": "ADMIN_TOKEN (or the contents of ADMIN_TOKEN_FILE): the admin endpoints, and every "
+                                  "endpoint the read token opens"},
+    "readToken": {"type": "http", "scheme": "bearer",
+                  "description": "READ_TOKEN (or READ_TOKEN_FILE): search, rerank, documents and indexes, when it is "
+                                 "configured (else they need no token)"},
+}
 
 
 def paths(models: ApiModels) -> dict[str, Any]:
     """Every route of the app, by path and method."""
+    limits = models.limits
     return {
-        "/v1/search": {"get": search_get(models), "post": search_post()},
-        "/v1/rerank": {"post": rerank_post(models.limits)},
-        "/v1/docs/{docno}": {"get": document_get(models)},
-        "/v1/indexes": {"get": operation("indexes", "The served indexes, their modes and manifests, and the limits",
-                                         json_response(ref("IndexList"), "the indexes"))},
+        "/v1/search": {"get": reader(search_get(models), limits), "post": reader(search_post(), limits)},
+        "/v1/rerank": {"post": reader(rerank_post(limits), limits)},
+        "/v1/docs/{docno}": {"get": reader(document_get(models), limits)},
+        "/v1/indexes": {"get": reader(operation("indexes", "The served indexes, their versions, modes and manifests, "
+                                                "and the limits", json_response(ref("IndexList"), "the indexes")),
+                                      limits)},
+        "/v1/admin/reload": {"post": reload_post()},
+        "/v1/admin/status": {"get": admin(operation("adminStatus", "What every worker serves",
+                                                    json_response(ref("AdminStatus"), "the versions served"),
+                                                    errors(503)))},
         "/healthz": {"get": operation("health", "Liveness", json_response(ref("Health"), "the process answers"))},
         "/readyz": {"get": operation("ready", "Readiness: every index loaded", json_response(ref("Ready"), "ready"),
                                      {"503": json_response(ref("Ready"), "still loading (Retry-After: 1), or the "
@@ -117,6 +134,40 @@ def rerank_post(limits: Limits) -> dict[str, Any]:
     }
 
 
+def reload_post() -> dict[str, Any]:
+    """``POST /v1/admin/reload``: serve new versions without a restart."""
+    examples = {"every index, where it is": {"value": {}}, "one index": {"value": {"index": "scifact"}},
+                "one index, from a new directory": {"value": {"index": "scifact", "path": "work/scifact-v2"}}}
+    return admin({
+        **operation("reload", "Reload indexes: open the new versions beside the old, then swap them in",
+                    json_response(ref("ReloadResponse"), "every worker serves the new versions (complete), or some "
+                                                         "had not switched within RELOAD_WAIT_SECONDS"),
+                    errors(400, 413, 500, 503)),
+        "description": "The answering worker opens each new version fully (warmed up) and swaps it in; requests in "
+                       "flight finish on the old version, and every answer names the version it came from "
+                       "(index_version). The other workers follow within RELOAD_POLL_SECONDS plus their load time; "
+                       "the answer comes once all have (or after RELOAD_WAIT_SECONDS, complete false). A path that "
+                       "is no index, or of another kind, is a 400 and an index that fails to open a 500; either "
+                       "way the old versions are still served. An unchanged index is left as it is.",
+        "requestBody": {"required": False,
+                        "content": {JSON: {"schema": ref("ReloadRequest"), "examples": examples}}},
+    })
+
+
+def admin(op: dict[str, Any]) -> dict[str, Any]:
+    """An admin operation: the admin token, 401 without it, 403 with another."""
+    return {**op, "security": [{"adminToken": []}],
+            "responses": {**op["responses"], **errors(401, 403)}}
+
+
+def reader(op: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """A read operation: with a read token configured, it or the admin token; else open to all."""
+    if not limits.read_token:
+        return op
+    return {**op, "security": [{"readToken": []}, {"adminToken": []}],
+            "responses": {**op["responses"], **errors(401, 403)}}
+
+
 def document_get(models: ApiModels) -> dict[str, Any]:
     """``GET /v1/docs/{docno}``."""
     from service.documents import MAX_DOCNO_CHARS
@@ -174,11 +225,16 @@ def media_response(media_type: str, description: str) -> dict[str, Any]:
 
 ERRORS = {
     400: ("BadRequest", "a bad parameter, field or body; error.field names it"),
-    404: ("NotFound", "an unknown index, document or URL"),
+    401: ("Unauthorized", "no token, or an Authorization header that is not 'Bearer <token>' (WWW-Authenticate: "
+                          "Bearer)"),
+    403: ("Forbidden", "the token is not valid for this endpoint"),
+    404: ("NotFound", "an unknown index, document or URL; or an admin endpoint, with the admin endpoints off (no "
+                      "admin token configured)"),
     405: ("MethodNotAllowed", "the method is not allowed; the Allow header lists those that are"),
     413: ("PayloadTooLarge", "the body is larger than {max_content_length} bytes"),
     414: ("UriTooLong", "the request line is too long (answered by gunicorn)"),
-    500: ("InternalError", "a bug; the server log has the details"),
+    500: ("InternalError", "a bug (the server log has the details); or, from an admin endpoint, an index that failed "
+                           "to open"),
     503: ("Unavailable", "the indexes are still loading (Retry-After: 1) or failed to load; or {budget}"),
 }
 
@@ -187,7 +243,10 @@ def error_responses(limits: Limits) -> dict[str, Any]:
     """The shared error responses: the ``Error`` schema with ``code`` fixed to the status."""
     budget = (f"the search ran past its time budget of {limits.time_budget_ms:g} ms (reason time_budget_exceeded, "
               "Retry-After: 1)" if limits.time_budget_ms else "(with a time budget configured) the search ran past it")
-    return {name: json_response({"allOf": [ref("Error")], "properties": {"error": {"properties": {
-                                    "code": {"const": code}}}}},
-                                description.format(max_content_length=limits.max_content_length, budget=budget))
-            for code, (name, description) in ERRORS.items()}
+    responses = {name: json_response({"allOf": [ref("Error")], "properties": {"error": {"properties": {
+                                         "code": {"const": code}}}}},
+                                     description.format(max_content_length=limits.max_content_length, budget=budget))
+                 for code, (name, description) in ERRORS.items()}
+    responses["Unauthorized"]["headers"] = {"WWW-Authenticate": {"required": True, "schema": {
+        "type": "string", "pattern": "^Bearer "}, "description": 'Bearer realm="ff-serve"'}}
+    return responses

@@ -128,6 +128,11 @@ def rerank_from_json_body(body: bytes, models: ApiModels) -> RerankRequest:
                          request.index, request.k, fusion, _fields(request.fields))
 
 
+def reload_from_json_body(body: bytes, models: ApiModels) -> Any:
+    """Check a ``POST /v1/admin/reload`` body: empty, or ``{"index": ..., "path": ...}`` (both optional)."""
+    return _validate(models.reload_body, _json_object(body) if body.strip() else {})
+
+
 def _search(request: BaseModel, models: ApiModels) -> SearchRequest:
     limits = models.limits
     early_stop = request.early_stop

@@ -19,12 +19,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from service import params
+from service.auth import protect
 from service.budget import Budget
 from service.errors import TimeBudgetExceeded
-from service.resources import loaded_registry
+from service.resources import request_handle
 from service.search import hit_fields, milliseconds, over_budget
 
 bp = Blueprint("rerank", __name__, url_prefix="/v1")
+protect(bp, "read")
 
 
 @bp.post("/rerank")
@@ -32,7 +34,7 @@ def rerank() -> Response:
     """The candidates of a JSON body re-ranked."""
     req = params.rerank_from_json_body(params.request_body(request), params.api_models())
     config = current_app.config
-    handle = loaded_registry().get(req.index)
+    handle = request_handle(req.index)
     budget = Budget(config["TIME_BUDGET_MS"])
     try:
         hits, unknown, timings = handle.rerank(req.text, req.docnos, req.scores, req.k, req.fusion,
@@ -46,7 +48,7 @@ def rerank() -> Response:
     current_app.extensions["ff_metrics"].observe_search(req.index, "rerank", 1, timings)
     fusion = req.fusion
     body: dict[str, Any] = {
-        "index": req.index, "k": req.k, "alpha": fusion.alpha,
+        "index": req.index, "index_version": handle.version, "k": req.k, "alpha": fusion.alpha,
         "normalization": fusion.normalization if fusion.fusion == "interpolate" else None,
         "fusion": fusion.fusion, "ff_mode": fusion.ff_mode, "missing": fusion.missing,
         "early_stop": fusion.early_stop, "fields": req.fields, "query": req.text, "hits": shown,

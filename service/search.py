@@ -34,13 +34,15 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from service import params
+from service.auth import protect
 from service.budget import Budget
 from service.config import FUSED_MODES
 from service.documents import snippet, split_document
 from service.errors import TimeBudgetExceeded
-from service.resources import Hit, IndexHandle, loaded_registry
+from service.resources import Hit, IndexHandle, request_handle
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
+protect(bp, "read")
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +60,7 @@ def search_post() -> Response:
 
 def _search(req: params.SearchRequest) -> Response:
     config = current_app.config
-    handle = loaded_registry().get(req.index)
+    handle = request_handle(req.index)  # this one version answers the whole request
     budget = Budget(config["TIME_BUDGET_MS"])  # from here: loading the indexes does not count
     try:
         ranked, timings = handle.search(req.queries, k=req.k, mode=req.mode, fusion=req.fusion,
@@ -74,7 +76,7 @@ def _search(req: params.SearchRequest) -> Response:
     fused = req.mode in FUSED_MODES
     fusion = req.fusion
     body: dict[str, Any] = {
-        "index": req.index, "mode": req.mode, "k": req.k,
+        "index": req.index, "index_version": handle.version, "mode": req.mode, "k": req.k,
         "alpha": fusion.alpha if fused else None,
         "normalization": fusion.normalization if fused and fusion.fusion == "interpolate" else None,
         "fusion": fusion.fusion if fused else None,

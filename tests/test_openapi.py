@@ -241,3 +241,21 @@ def test_the_request_schema_accepts_what_the_server_accepts(client, spec, body):
     accepted = client.post("/v1/search", json=body).status_code == 200
     assert validator(spec, "components", "schemas", "SearchRequest").is_valid(body) == accepted
     assert accepted == (body in GOOD_BODIES)
+
+
+def test_admin_endpoints_are_documented_with_their_security(spec, ff_index):
+    for path, method in (("/v1/admin/reload", "post"), ("/v1/admin/status", "get")):
+        operation = spec["paths"][path][method]
+        assert operation["security"] == [{"adminToken": []}]
+        assert {"401", "403", "404"} <= set(operation["responses"])
+    assert spec["paths"]["/v1/admin/reload"]["post"]["requestBody"]["required"] is False
+    assert {name: scheme["scheme"] for name, scheme in spec["components"]["securitySchemes"].items()} == {
+        "adminToken": "bearer", "readToken": "bearer"}
+    assert spec["components"]["responses"]["Unauthorized"]["headers"]["WWW-Authenticate"]["required"] is True
+    assert "security" not in spec["paths"]["/v1/search"]["get"]  # no read token here: reading is open
+    guarded = create_app({"INDEXES": {"tiny": str(ff_index)}, "READ_TOKEN": "read-token-0123456789abc"})
+    document = guarded.test_client().get("/openapi.json").get_json()
+    for path, method in (("/v1/search", "get"), ("/v1/search", "post"), ("/v1/rerank", "post"),
+                         ("/v1/docs/{docno}", "get"), ("/v1/indexes", "get")):
+        assert document["paths"][path][method]["security"] == [{"readToken": []}, {"adminToken": []}]
+    assert "security" not in document["paths"]["/healthz"]["get"]

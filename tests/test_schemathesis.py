@@ -1,6 +1,10 @@
 """Schemathesis fuzzes the app from its own ``/openapi.json``: valid and invalid requests for every operation,
 every response held to the document by all of Schemathesis's checks (no 5xx, status codes, content types,
-response schemas, invalid data refused, valid data accepted, Allow headers ...)."""
+response schemas, invalid data refused, valid data accepted, Allow headers, authentication enforced ...).
+
+The app requires tokens (an admin token, and a read token for search, rerank, docs and indexes), and the fuzzer
+sends them as the document's security schemes say, admin endpoints included; its ``ignored_auth`` check also
+sends each operation without a token and with a wrong one, which must be refused (401, 403)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from tests.conftest import write_beir
 pytestmark = pytest.mark.java
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))  # per operation and mode: about a minute in all
+ADMIN = "fuzz-admin-token-0123456789"
+READ = "fuzz-read-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,8 @@ def app(tmp_path_factory, tiny_index):
     app = create_app({"TESTING": True, "INDEXES": {"tiny": str(ff_index), "bm25": str(tiny_index)},
                       "CANDIDATES": 20, "MAX_CANDIDATES": 200, "DENSE_K": 5, "MAX_DENSE_K": 50, "MAX_K": 20,
                       "MAX_BATCH": 4, "MAX_QUERY_CHARS": 200, "MAX_RERANK_CANDIDATES": 30,
-                      "MAX_CONTENT_LENGTH": 1024 * 1024, "TIME_BUDGET_MS": 0})
+                      "MAX_CONTENT_LENGTH": 1024 * 1024, "TIME_BUDGET_MS": 0, "ADMIN_TOKEN": ADMIN,
+                      "READ_TOKEN": READ})
     app.extensions["ff"].load()
     assert app.extensions["ff"].ready
     return app
@@ -36,7 +43,10 @@ def app(tmp_path_factory, tiny_index):
 
 @pytest.fixture(scope="module")
 def api_schema(app):
+    from schemathesis.config._auth import AuthConfig
+
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    schema.config.auth = AuthConfig(openapi={"adminToken": {"bearer": ADMIN}, "readToken": {"bearer": READ}})
     schema.config.generation.update(modes=["positive", "negative"], max_examples=EXAMPLES,
                                     deterministic=not os.environ.get("FUZZ_EXAMPLES"))
     schema.hook(filter_case)
@@ -66,7 +76,8 @@ def filter_case(context, case) -> bool:
 
     For a GET search that is the rules across fields, which OpenAPI cannot tie to query parameters: the
     document states them in the SearchRequest schema, so the query is held to that; for a body, repeated
-    qids (``queries``) or docnos (``/v1/rerank``).
+    qids (``queries``) or docnos (``/v1/rerank``), and a reload's ``path``, which must name an index directory
+    on the server (the reloads without one, of one index or of all, are fuzzed).
     """
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return True
@@ -77,6 +88,8 @@ def filter_case(context, case) -> bool:
         rules = {**document["components"]["schemas"]["SearchRequest"], "$defs": document["components"]["schemas"]}
         return Draft202012Validator(_local_refs(rules)).is_valid(dict(case.query or {}))
     body = case.body if isinstance(case.body, dict) else {}
+    if case.operation.path == "/v1/admin/reload" and "path" in body:
+        return False
     return not repeated(body.get("queries"), "qid") and not repeated(body.get("candidates"), "docno")
 
 

@@ -78,6 +78,10 @@ def test_help_is_fast_and_imports_nothing_heavy():
     (["--index", "x={tmp}", "--time-budget-ms", "-1"], "--time-budget-ms must be at least 0, got -1"),
     (["--index", "x={tmp}", "--dense-k", "0"], "--dense-k must be at least 1, got 0"),
     (["--config", "{tmp}/nope.toml"], "{tmp}/nope.toml: no such configuration file"),
+    (["--index", "x={tmp}", "--admin-token-file", "{tmp}/nope"], "ADMIN_TOKEN_FILE {tmp}/nope: no such file"),
+    (["--index", "x={tmp}", "--cors-origin", "https://a.example/app"],
+     "CORS_ORIGINS: 'https://a.example/app' is not an origin like https://example.org (scheme and host, an optional "
+     "port, no path) or *"),
     ([], "no index configured; pass --index NAME=PATH, or set INDEXES in the --config file or FF_INDEXES=NAME=PATH"),
 ])
 def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
@@ -233,6 +237,30 @@ def test_flags_beat_the_environment_which_beats_the_file(tiny_index, tmp_path, m
     app = create_app(config)
     assert (app.config["INDEXES"], app.config["TIME_BUDGET_MS"]) == ({"other": tiny_index}, 0)
     assert cli.main(["--index", f"tiny={tiny_index}"]) == 0 and served[-1][1]["timeout"] == 60  # the default
+
+
+@pytest.mark.java
+def test_token_files_and_cors_origins_reach_the_workers(tiny_index, tmp_path, monkeypatch):
+    """The flags name files; each worker reads the tokens from them (no token on the command line)."""
+    from service import cli
+    from service.app import create_app
+
+    for name in [n for n in os.environ if n.startswith("FF_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "admin").write_text("admin-token-0123456789abc\n")
+    (tmp_path / "read").write_text("read-token-0123456789abcd\n")
+    served: list[dict] = []
+    monkeypatch.setattr(cli, "serve", lambda config, options: served.append(config) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--index", f"tiny={tiny_index}", "--admin-token-file", "admin", "--read-token-file", "read",
+                     "--cors-origin", "https://a.example", "--cors-origin", "http://localhost:8000"]) == 0
+    config = served[-1]
+    assert (config["ADMIN_TOKEN_FILE"], config["READ_TOKEN_FILE"]) == (str(tmp_path / "admin"), str(tmp_path / "read"))
+    assert "ADMIN_TOKEN" not in config and "READ_TOKEN" not in config
+    app = create_app(config)
+    assert (app.config["ADMIN_TOKEN"], app.config["READ_TOKEN"]) == ("admin-token-0123456789abc",
+                                                                     "read-token-0123456789abcd")
+    assert app.config["CORS_ORIGINS"] == ("https://a.example", "http://localhost:8000")
 
 
 @pytest.mark.java

@@ -18,6 +18,7 @@ from indexing.build import build_index
 from ranker.errors import InputError
 from service import resources
 from service.app import create_app
+from service.resources import index_version
 from tests.conftest import TINY_DOCS, write_beir
 
 pytestmark = pytest.mark.java
@@ -208,7 +209,7 @@ def test_query_without_matches_has_no_hits(client, q):
 
 def test_document_and_indexes(client, ff_index):
     body = client.get("/v1/docs/4").get_json()
-    assert body == {"index": "tiny", "docno": "4", "title": "Cooking",
+    assert body == {"index": "tiny", "index_version": index_version(ff_index), "docno": "4", "title": "Cooking",
                     "text": "Boil the pasta in salted water for ten minutes."}
     long_id = "d-long-identifier-0000000000000000000000001"
     assert client.get(f"/v1/docs/{long_id}?index=bm25").get_json()["title"] == "BM25"
