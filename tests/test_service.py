@@ -491,9 +491,9 @@ def budget_app(ff_index, client):
 
 
 @pytest.mark.parametrize("mode, where, name, stage", [
-    ("ff", "bm25", "search_one", "sparse"), ("bm25", "bm25", "search_one", "sparse"), ("ff", "ff", "encoder", "encode"),
-    ("ff", "ff", "rerank", "rerank"), ("dense", "ff", "dense_search", "dense"),
-    ("hybrid", "ff", "dense_search", "dense"),
+    ("ff", "bm25", "search_hits", "sparse"), ("bm25", "bm25", "search_one", "sparse"),
+    ("ff", "ff", "encoder", "encode"), ("ff", "ff", "rerank_hits", "rerank"), ("dense", "ff", "dense_search_one", "dense"),
+    ("hybrid", "ff", "dense_search_one", "dense"), ("hybrid", "ff", "rerank", "rerank"),
     ("hybrid", "handle", "document", "documents"),
 ])
 def test_a_search_past_its_time_budget_is_a_503_and_the_app_stays_healthy(budget_app, monkeypatch, caplog, mode,
@@ -530,7 +530,7 @@ def test_no_time_budget_with_0(ff_index, app, monkeypatch):
     app.extensions["ff"].load()
     client = create_app({"INDEXES": {"tiny": str(ff_index)}, "CANDIDATES": 100, "TIME_BUDGET_MS": 0}).test_client()
     handle = app.extensions["ff"].get("tiny")
-    monkeypatch.setattr(handle.bm25, "search_one", slowed(handle.bm25, "search_one", 0.15))
+    monkeypatch.setattr(handle.bm25, "search_hits", slowed(handle.bm25, "search_hits", 0.15))  # ff mode's BM25
     assert search(client, q="pasta water")["hits"][0]["docno"] == "4"
 
 
