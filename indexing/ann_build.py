@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ranker.ann import INDEX_FILE, KIND, VERSION, AnnParams, ann_dir, check_params, default_params
+from ranker.ann import INDEX_FILE, IVF_TYPES, KIND, VERSION, AnnParams, ann_dir, check_params, default_params
 from ranker.atomic import atomic_directory, check_target, write_json_atomic
 from ranker.errors import InputError
 from ranker.forward_index import BLOCK_ROWS, MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
@@ -31,8 +31,8 @@ def resolve_params(forward: ForwardIndex, type: str = "auto", **overrides: Any) 
     """The defaults for ``forward`` (:func:`ranker.ann.default_params`) with the given overrides, checked."""
     params = default_params(forward.num_vectors, forward.dim, type)
     given = {key: value for key, value in overrides.items() if value is not None}
-    if params.type in ("ivf", "ivfpq") and "nlist" in given and "nprobe" not in given:
-        given["nprobe"] = min(given["nlist"], max(8, given["nlist"] // 16))
+    if params.type in IVF_TYPES and "nlist" in given and "nprobe" not in given:
+        given["nprobe"] = min(given["nlist"], max(8, given["nlist"] // 8))
     params = dataclasses.replace(params, **given)
     problem = check_params(params, forward.num_vectors, forward.dim)
     if problem:
@@ -94,6 +94,8 @@ def _empty_index(faiss: Any, params: AnnParams, dim: int) -> Any:
     quantizer = faiss.IndexFlatIP(dim)
     if params.type == "ivf":
         index = faiss.IndexIVFFlat(quantizer, dim, params.nlist, metric)
+    elif params.type == "ivfsq8":
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, params.nlist, faiss.ScalarQuantizer.QT_8bit, metric)
     else:
         index = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.pq_m, 8, metric)
     return index  # FAISS's Python wrapper keeps the quantizer alive with the index
@@ -102,7 +104,7 @@ def _empty_index(faiss: Any, params: AnnParams, dim: int) -> Any:
 def _train(ann: Any, forward: ForwardIndex, params: AnnParams, progress: bool) -> None:
     """Train the coarse quantizer (and PQ codebooks) on a seeded sample of rows (sorted, for locality)."""
     n = forward.num_vectors
-    size = min(n, params.train_size or 64 * params.nlist)
+    size = min(n, params.train_size or 32 * params.nlist)
     if params.type == "ivfpq":
         size = min(n, max(size, 256 * 39))  # PQ codebooks want ~39 points per centroid
     rows = np.sort(np.random.default_rng(params.seed).choice(n, size=size, replace=False))

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_ann_parser(sub: Any) -> None:
-    from ranker.ann import PQ_MIN_VECTORS
+    from ranker.ann import SQ_MIN_VECTORS
 
     ann = sub.add_parser("ann", help="approximate dense retrieval: build or verify <index>/ann (FAISS)",
                          description="An ANN index over the forward index's vectors, used by --mode dense and "
@@ -197,23 +197,23 @@ def _add_ann_parser(sub: Any) -> None:
     commands = ann.add_subparsers(dest="ann_command", required=True)
     build = commands.add_parser(
         "build", help="build <index>/ann",
-        description=f"Defaults by collection size: --type auto is ivf (IVF, flat codes) below {PQ_MIN_VECTORS:,} "
-                    "vectors and ivfpq (IVF-PQ) from there on; nlist = the power of two nearest 4*sqrt(vectors), "
-                    "nprobe = nlist/16 (at least 8), PQ dim/8 bytes per vector; hnsw: M 32, efConstruction 80, "
-                    "efSearch 256. IVF indexes are memory-mapped (every worker shares their pages); an HNSW "
-                    "graph is read into each process. Searches re-score a shortlist of --shortlist x k rows "
-                    "exactly with the forward index.")
+        description=f"Defaults by collection size: --type auto is ivf (IVF, flat codes) below {SQ_MIN_VECTORS:,} "
+                    "vectors and ivfsq8 (IVF, 8-bit scalar-quantised codes) from there on; nlist = the power of "
+                    "two nearest 2*sqrt(vectors), nprobe = nlist/8 (at least 8); ivfpq (IVF-PQ): dim/8 bytes per "
+                    "vector; hnsw: M 32, efConstruction 80, efSearch 256. IVF indexes are memory-mapped (every "
+                    "worker shares their pages); an HNSW graph is read into each process. FAISS proposes "
+                    "--shortlist x k rows (1, ivfpq 4) and the forward index scores them exactly.")
     build.add_argument("--index", required=True, help="index directory with a forward index")
-    build.add_argument("--type", choices=["auto", "ivf", "ivfpq", "hnsw"], default="auto",
+    build.add_argument("--type", choices=["auto", "ivf", "ivfsq8", "ivfpq", "hnsw"], default="auto",
                        help="ANN structure (default: auto, see above)")
-    build.add_argument("--nlist", type=int, help="ivf/ivfpq: inverted lists")
-    build.add_argument("--nprobe", type=int, help="ivf/ivfpq: lists visited per query")
+    build.add_argument("--nlist", type=int, help="IVF types: inverted lists")
+    build.add_argument("--nprobe", type=int, help="IVF types: lists visited per query")
     build.add_argument("--pq-m", type=int, help="ivfpq: bytes per vector; must divide the dimension")
     build.add_argument("--hnsw-m", type=int, help="hnsw: neighbours per node (default 32)")
     build.add_argument("--ef-construction", type=int, help="hnsw: build-time search width (default 80)")
     build.add_argument("--ef-search", type=int, help="hnsw: query-time search width, at least (default 256)")
-    build.add_argument("--shortlist", type=float, help="rows asked from FAISS per result row (default 2)")
-    build.add_argument("--train-size", type=int, help="ivf/ivfpq: training sample (default 64 per list)")
+    build.add_argument("--shortlist", type=float, help="rows asked from FAISS per result row (default 1, ivfpq 4)")
+    build.add_argument("--train-size", type=int, help="IVF types: training sample (default 32 per list)")
     build.add_argument("--seed", type=int, help="training sample seed (default 0)")
     build.add_argument("--force", action="store_true", help="replace an existing ANN index")
     build.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,8 +7,9 @@ Layout (``<index>/ann/``, built by ``ff-index ann build``)::
                     fingerprint), the FAISS file's size and sha256, build time
     index.faiss     the FAISS index; its ids are forward-index rows
 
-Types: ``ivf`` (IVF with flat codes), ``ivfpq`` (IVF with product-quantised codes) and ``hnsw``
-(HNSW graph over flat vectors). The IVF types are opened memory-mapped (``IO_FLAG_MMAP``), so every
+Types: ``ivf`` (IVF with flat codes), ``ivfsq8`` (IVF with 8-bit scalar-quantised codes, a
+quarter of float32), ``ivfpq`` (IVF with product-quantised codes) and ``hnsw`` (HNSW graph over flat
+vectors). The IVF types are opened memory-mapped (``IO_FLAG_MMAP``), so every
 process that searches them shares their pages through the page cache; FAISS reads an HNSW graph
 into each process's own memory. A search asks FAISS for a shortlist of ``shortlist * k`` rows and
 scores it again with the forward index itself, so the returned scores are exactly the scores
@@ -36,8 +37,9 @@ ANN_DIR = "ann"
 INDEX_FILE = "index.faiss"
 KIND = "ff-ann-index"
 VERSION = 1
-TYPES = ("ivf", "ivfpq", "hnsw")
-PQ_MIN_VECTORS = 200_000  # the automatic choice: ivf below this many vectors, ivfpq from here on
+TYPES = ("ivf", "ivfsq8", "ivfpq", "hnsw")
+IVF_TYPES = ("ivf", "ivfsq8", "ivfpq")
+SQ_MIN_VECTORS = 200_000  # the automatic choice: ivf below this many vectors, ivfsq8 from here on
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,14 @@ class AnnParams:
     """How an ANN index is built and searched (every field is stored in its manifest)."""
 
     type: str
-    nlist: int = 0          # ivf, ivfpq: number of inverted lists (k-means centroids)
-    nprobe: int = 0         # ivf, ivfpq: lists visited per query
+    nlist: int = 0          # IVF types: number of inverted lists (k-means centroids)
+    nprobe: int = 0         # IVF types: lists visited per query
     pq_m: int = 0           # ivfpq: sub-quantizers (bytes per vector); must divide the dimension
     hnsw_m: int = 32        # hnsw: neighbours per node
     ef_construction: int = 80
     ef_search: int = 256    # hnsw: at least this many candidates explored per query
-    shortlist: float = 2.0  # rows asked from FAISS per wanted row, scored again exactly
-    train_size: int = 0     # vectors sampled for training (ivf, ivfpq); 0: all, up to 256 per list
+    shortlist: float = 1.0  # rows asked from FAISS per wanted row, scored again exactly
+    train_size: int = 0     # vectors sampled for training (IVF types); 0: 32 per list
     seed: int = 0
 
     @property
@@ -64,20 +66,22 @@ class AnnParams:
 def default_params(vectors: int, dim: int, type: str = "auto") -> AnnParams:
     """The defaults ``ff-index ann build`` states in its ``--help``.
 
-    ``auto``: ``ivf`` below ``PQ_MIN_VECTORS`` vectors, ``ivfpq`` from there on. IVF: ``nlist`` the
-    power of two nearest ``4 * sqrt(vectors)``, ``nprobe`` = ``nlist / 16`` (at least 8); PQ: ``dim / 8``
+    ``auto``: ``ivf`` below ``SQ_MIN_VECTORS`` vectors, ``ivfsq8`` from there on. IVF: ``nlist`` the
+    power of two nearest ``2 * sqrt(vectors)``, ``nprobe`` = ``nlist / 8`` (at least 8); FAISS proposes
+    ``k`` rows (``shortlist`` 1; 4 for ``ivfpq``, whose coarse codes misorder more); PQ: ``dim / 8``
     sub-quantizers (1 byte each), or the largest divisor of ``dim`` not above that; HNSW: M = 32,
-    efConstruction 80, efSearch 256.
+    efConstruction 80, efSearch 256. Recall and speed at 1M documents: docs/million.md.
     """
     if type == "auto":
-        type = "ivf" if vectors < PQ_MIN_VECTORS else "ivfpq"
+        type = "ivf" if vectors < SQ_MIN_VECTORS else "ivfsq8"
     if type not in TYPES:
         raise InputError(f"ANN type must be auto or one of {', '.join(TYPES)}, got {type!r}")
     if type == "hnsw":
         return AnnParams("hnsw")
-    nlist = max(1, min(vectors, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(vectors))))))
+    nlist = max(1, min(vectors, 2 ** round(math.log2(max(1.0, 2 * math.sqrt(vectors))))))
     pq_m = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0) if type == "ivfpq" else 0
-    return AnnParams(type, nlist=nlist, nprobe=min(nlist, max(8, nlist // 16)), pq_m=pq_m)
+    return AnnParams(type, nlist=nlist, nprobe=min(nlist, max(8, nlist // 8)), pq_m=pq_m,
+                     shortlist=4.0 if type == "ivfpq" else 1.0)
 
 
 def check_params(params: AnnParams, vectors: int, dim: int) -> str | None:

@@ -57,6 +57,7 @@ def recall(ann_rows: np.ndarray, exact_rows: np.ndarray) -> float:
 
 @pytest.mark.parametrize("kind, options", [("ivf", {"nlist": 32, "nprobe": 8}),
                                            ("ivfpq", {"nlist": 32, "nprobe": 16, "pq_m": 8, "shortlist": 4}),
+                                           ("ivfsq8", {"nlist": 32, "nprobe": 8}),
                                            ("hnsw", {})])
 def test_ann_finds_the_exact_neighbours_and_scores_them_exactly(tmp_path, index, queries, kind, options):
     work = tmp_path / "index"
