@@ -160,8 +160,10 @@ def _open_fast_forward(args: argparse.Namespace) -> FastForward:
     from ranker.fast_forward import FastForward
 
     bm25 = {name: getattr(args, name) for name in ("k1", "b") if hasattr(args, name)}  # rerank has no BM25
+    # A batch job: candidates' vectors are read (pread), not mapped, so a run over a large index does not
+    # take the vectors file into its resident memory (ranker.pages.RowReader).
     return FastForward.open(args.index, encoder=args.encoder, allow_encoder_mismatch=args.allow_encoder_mismatch,
-                            **bm25)
+                            access="pread", **bm25)
 
 
 def _run(args: argparse.Namespace) -> int:

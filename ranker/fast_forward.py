@@ -30,7 +30,7 @@ from ranker.row_map import RowMap, read_row_map
 from ranker.sparse import DEFAULT_B, DEFAULT_K1, BM25Searcher
 
 FUSIONS = ("interpolate", "rrf")
-QUERY_BLOCK = 256  # queries ranked together by the batch methods: bounds their working memory
+QUERY_BLOCK = 128  # queries ranked together by the batch methods: bounds their working memory
 _UNSET = object()
 
 
@@ -98,19 +98,20 @@ class FastForward:
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
              b: float = DEFAULT_B, allow_encoder_mismatch: bool = False, query_runtime: str = "torch",
-             query_threads: int = 1) -> FastForward:
+             query_threads: int = 1, access: str = "mmap") -> FastForward:
         """Open an index directory that has both ``lucene/`` and ``vectors/``.
 
         ``encoder`` (a name or directory) defaults to the query encoder recorded
         with ``ff-index query-encoder``, else the one that built the vectors. It
         must be that model or one distilled from it (:mod:`ranker.query_encoder`);
         anything else is an error unless ``allow_encoder_mismatch``. ``query_runtime``
-        and ``query_threads``: see :class:`QueryEncoder`.
+        and ``query_threads``: see :class:`QueryEncoder`; ``access``: how vectors are read
+        (:meth:`ForwardIndex.open`; ``pread`` for batch jobs over large indexes).
         """
         sparse = BM25Searcher(index_dir, k1=k1, b=b)
         if "vectors" not in sparse.manifest:
             raise InputError(f"{index_dir}: has no forward index; build it with ff-index build --encoder")
-        index = ForwardIndex.open(index_dir)
+        index = ForwardIndex.open(index_dir, access=access)
         recorded = index.manifest["encoder"]
         if encoder is None:
             query_encoder = read_query_encoder(index_dir)
@@ -191,7 +192,7 @@ class FastForward:
                 vectors = None if query_vectors is None else query_vectors[lo:lo + block_size]
                 yield self._rank_block(block, k_s, alpha, mode, fusion, normalization, missing, threads, vectors,
                                        dense_k, early_stop, exact_early_stop, exact_dense)
-                self.index.release_pages()  # the vectors' pages stay cached, but not counted as ours
+                self.release_pages()
                 bar.update(len(block))
         if progress:
             elapsed = time.perf_counter() - start
@@ -256,7 +257,7 @@ class FastForward:
             block_qids, vectors = self._query_vectors(block, given, timings)
             yield self._score_and_fuse(block_qids, candidates, vectors, alpha, fusion, normalization, mode, missing,
                                        early_stop, exact_early_stop, timings)
-            self.index.release_pages()
+            self.release_pages()
 
     def _query_vectors(self, queries: pd.DataFrame, query_vectors: np.ndarray | None,
                        timings: dict[str, float]) -> tuple[list[str], np.ndarray]:
@@ -361,6 +362,13 @@ class FastForward:
             order = np.lexsort((kept.astype(str), -fused))
         return Reranked(kept[order].tolist(), fused[order], sparse_n[order], dense_n[order], len(docnos),
                         int(np.isnan(dense).sum()))
+
+    def release_pages(self) -> None:
+        """Unmap the index pages (vectors, Lucene) this process touched: batch ranking does after every
+        block, so its resident memory does not grow with the share of the index it has read. The pages
+        stay in the OS page cache (:mod:`ranker.pages`)."""
+        self.index.release_pages()
+        self.sparse.release_pages()
 
     @property
     def row_map(self) -> RowMap | None:

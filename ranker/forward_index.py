@@ -32,7 +32,6 @@ forward indexes (shards) that :meth:`ForwardIndex.open` opens as one
 from __future__ import annotations
 
 import hashlib
-import mmap
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import numpy as np
 
 from ranker.errors import InputError
 from ranker.index_layout import load_manifest, read_kind_manifest
+from ranker.pages import RowReader, release_file_pages
 from ranker.quantization import Codec, check_params, code_layout, expected_arrays, make_codec
 from ranker.textio import sha256_file
 
@@ -59,6 +59,7 @@ MODES = ("maxp", "firstp", "avep", "passage")
 DTYPES = ("float32", "float16")
 PASSAGE_SEP = "#"
 HASH_MIN_DOCS = 50_000  # from this many documents on, IDs are found by hash (ranker.id_table)
+ACCESS_MODES = ("mmap", "pread")
 BLOCK_ROWS = 16_384  # rows gathered and scored at a time: bounds the temporary float32 copy (24 MiB at 384-d)
 
 
@@ -121,22 +122,29 @@ class ForwardIndex:
         self._sorted_pos = arrays["sorted_pos"]
         self._id_table: Any = None  # ranker.id_table.IdHashTable, built on the first look-up of a large index
         self._id_table_lock = threading.Lock()
+        self._reader: RowReader | None = None  # access="pread": rows are read, not mapped
 
     @classmethod
-    def open(cls, path: str | Path, verify: bool = False) -> ForwardIndex:
+    def open(cls, path: str | Path, verify: bool = False, access: str = "mmap") -> ForwardIndex:
         """Open ``path`` (a forward-index directory, or an index directory holding ``vectors/``).
 
         Shapes and sizes are always checked against the manifest; ``verify``
         also recomputes every file's checksum (reads all bytes). A sharded
         forward index opens as a :class:`ranker.sharded.ShardedForwardIndex`.
+        ``access``: how candidates' vectors are read: ``mmap`` (through the memory map: fastest once the
+        pages are mapped, and shared by every process; a server's choice) or ``pread`` (copied from the
+        page cache without mapping: a batch job over a large index then does not take the whole file into
+        its resident memory; :class:`ranker.pages.RowReader`).
         """
+        if access not in ACCESS_MODES:
+            raise ValueError(f"access must be one of {', '.join(ACCESS_MODES)}, got {access!r}")
         path = Path(path)
         if (path / VECTORS_DIR / MANIFEST).is_file():
             path = path / VECTORS_DIR
         if cls is ForwardIndex and _is_sharded(path):
             from ranker.sharded import ShardedForwardIndex
 
-            return ShardedForwardIndex.open(path, verify=verify)
+            return ShardedForwardIndex.open(path, verify=verify, access=access)
         manifest = read_forward_manifest(path)
         arrays = {}
         extra = expected_arrays(quantization_of(manifest), int(manifest["dim"]))
@@ -157,7 +165,10 @@ class ForwardIndex:
             except (ValueError, OSError) as err:
                 raise InputError(f"{file}: not a valid .npy array ({err})") from None
         _check_shapes(path, manifest, arrays)
-        return cls(path, manifest, arrays)
+        index = cls(path, manifest, arrays)
+        if access == "pread" and isinstance(arrays["vectors"], np.memmap) and arrays["vectors"].ndim == 2:
+            index._reader = RowReader(arrays["vectors"])
+        return index
 
     @property
     def kind(self) -> str:
@@ -272,6 +283,7 @@ class ForwardIndex:
         doc = np.asarray(doc, dtype=np.int64)
         query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
         simple = (self.codec is None and type(self.vectors) is np.memmap and len(doc) <= BLOCK_ROWS
+                  and self._reader is None
                   and (mode == "firstp" or self.num_vectors == self.num_docs) and mode in ("maxp", "firstp", "avep"))
         if not simple:
             return self.score_lookup(query, np.zeros(len(doc), dtype=np.int64), self.positions(doc), mode=mode)
@@ -366,13 +378,7 @@ class ForwardIndex:
         disk; the process's resident memory no longer counts them. Batch ranking calls this after each
         block of queries, so its peak RSS does not grow with the share of the vectors it has touched.
         """
-        for array in self._mapped():
-            mapping = getattr(array, "_mmap", None)
-            if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-                mapping.madvise(mmap.MADV_DONTNEED)
-
-    def _mapped(self) -> list[Any]:
-        return [self.codes, self.doc_ids, self.doc_offsets, self._sorted_ids, self._sorted_pos]
+        release_file_pages(self.path)  # a sharded index's shards lie under its directory
 
     @property
     def max_norm(self) -> float:
@@ -392,10 +398,14 @@ class ForwardIndex:
         return np.concatenate([self._dot_block(query_vectors, q_rows[lo:lo + BLOCK_ROWS], rows[lo:lo + BLOCK_ROWS])
                                for lo in range(0, len(rows), BLOCK_ROWS)])
 
+    def stored_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The stored rows (vectors, or codes of a quantised index) at ``rows``, as the access mode reads them."""
+        return self._reader.read(rows) if self._reader is not None else np.asarray(self.codes[rows])
+
     def _dot_block(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.codec is not None:  # quantised: score from the candidates' codes
-            return self.codec.score(query_vectors, q_rows, np.asarray(self.codes[rows]))
-        docs = np.asarray(self.vectors[rows], dtype=np.float32)
+            return self.codec.score(query_vectors, q_rows, self.stored_rows(rows))
+        docs = np.asarray(self.stored_rows(rows), dtype=np.float32)
         if len(q_rows) and (q_rows == q_rows[0]).all():  # a single query: one matrix-vector product
             return docs @ query_vectors[q_rows[0]]
         return np.einsum("ij,ij->i", docs, query_vectors[q_rows])

@@ -191,6 +191,7 @@ class ShardedForwardIndex(ForwardIndex):
         self.path = path
         self.manifest = manifest
         self.shards = list(shards)
+        self._reader = None  # each shard reads its own rows (mapped or pread)
         self.quantization = {"kind": quantization_of(manifest)["kind"]}
         self.codec = None  # each shard scores with its own codec; see _dot
         self._doc_base = np.concatenate(([0], np.cumsum([s.num_docs for s in self.shards]))).astype(np.int64)
@@ -201,7 +202,7 @@ class ShardedForwardIndex(ForwardIndex):
         self._groups = _codec_groups(self.shards)
 
     @classmethod
-    def open(cls, path: str | Path, verify: bool = False) -> ShardedForwardIndex:
+    def open(cls, path: str | Path, verify: bool = False, access: str = "mmap") -> ShardedForwardIndex:
         """Open a sharded forward-index directory (or an index directory whose ``vectors/`` is one).
 
         Every shard's manifest must match its recorded sha256 and its files their
@@ -211,7 +212,7 @@ class ShardedForwardIndex(ForwardIndex):
         if (path / "vectors" / MANIFEST).is_file():
             path = path / "vectors"
         manifest = read_sharded_manifest(path)
-        shards = [open_shard(path, entry, manifest, verify) for entry in manifest["shards"]]
+        shards = [open_shard(path, entry, manifest, verify, access) for entry in manifest["shards"]]
         totals = {key: sum(int(s.manifest[key]) for s in shards) for key in ("documents", "vectors")}
         if totals != {key: manifest[key] for key in totals}:
             raise InputError(f"{path / MANIFEST}: documents/vectors {manifest['documents']}/{manifest['vectors']} "
@@ -232,9 +233,6 @@ class ShardedForwardIndex(ForwardIndex):
     def num_vectors(self) -> int:
         """Number of vectors (all shards)."""
         return int(self._row_base[-1])
-
-    def _mapped(self) -> list[Any]:
-        return [array for shard in self.shards for array in shard._mapped()]
 
     @property
     def max_norm(self) -> float:
@@ -305,16 +303,17 @@ class ShardedForwardIndex(ForwardIndex):
         """The stored rows (vectors or codes) at global ``rows``, which lie in shards ``part``."""
         first = int(part[0])
         if (part == first).all():
-            return np.asarray(self.shards[first].codes[rows - self._row_base[first]])
+            return self.shards[first].stored_rows(rows - self._row_base[first])
         codes = self.shards[first].codes
         out = np.empty((len(rows), codes.shape[1]), dtype=codes.dtype)
         for s in np.unique(part):
             mask = part == s
-            out[mask] = self.shards[s].codes[rows[mask] - self._row_base[s]]
+            out[mask] = self.shards[s].stored_rows(rows[mask] - self._row_base[s])
         return out
 
 
-def open_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any], verify: bool) -> ForwardIndex:
+def open_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any], verify: bool,
+               access: str = "mmap") -> ForwardIndex:
     """Open one shard of the sharded index at ``path`` and check it against its ``entry`` and the manifest."""
     shard_dir = path / entry["path"]
     if not (shard_dir / MANIFEST).is_file():
@@ -329,7 +328,7 @@ def open_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any], veri
         kind = None
     if kind != KIND:
         raise InputError(f"{shard_dir}: a shard must be a plain forward index (kind {KIND!r}), found {kind!r}")
-    shard = ForwardIndex.open(shard_dir, verify=verify)
+    shard = ForwardIndex.open(shard_dir, verify=verify, access=access)
     if (shard.num_docs, shard.num_vectors) != (entry["documents"], entry["vectors"]):
         raise InputError(f"{shard_dir}: {shard.num_docs} documents/{shard.num_vectors} vectors, "
                          f"{path / MANIFEST} says {entry['documents']}/{entry['vectors']}")

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ranker.errors import InputError
 from ranker.index_layout import LUCENE_DOCNO_RANK, LUCENE_DOCNOS, lucene_path, read_manifest
+from ranker.pages import release_file_pages
 from ranker.ranking import Ranking
 
 DEFAULT_K1 = 0.9
@@ -105,6 +106,10 @@ class BM25Searcher:
             return docnos, scores.astype(np.float64)
         df = self.search(pd.DataFrame({"qid": ["q"], "query": [text]}), k=k, threads=1).df
         return df["docno"].tolist(), df["score"].to_numpy(dtype=np.float64)
+
+    def release_pages(self) -> None:
+        """Unmap the Lucene index pages this process touched; they stay in the page cache (:mod:`ranker.pages`)."""
+        release_file_pages(lucene_path(self.index_dir))
 
     def search_hits(self, text: str, k: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """One query's top ``k`` as Lucene doc numbers (int64) and float64 scores, ranked as :meth:`search`

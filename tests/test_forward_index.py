@@ -516,6 +516,40 @@ def test_release_pages_unmaps_what_scoring_touched(tmp_path):
     assert np.allclose(scores, vectors @ vectors[0], atol=1e-4)
     assert _resident_kib(file) > 0.9 * n * dim * 4 / 1024  # every row was read
     index.release_pages()
-    assert _resident_kib(file) < 64
+    assert _resident_kib(file) < 64  # (the file is still mapped: the next access maps its pages again)
     again = index.score_pairs(vectors[:1], np.zeros(3, dtype=np.int64), ["d0", "d1", "d2"])
     assert np.allclose(again, scores[:3])  # the pages come back on the next access
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_pread_access_scores_exactly_as_the_mapping_and_maps_nothing(tmp_path, dtype):
+    rng = np.random.default_rng(1)
+    n, dim = 20_000, 64
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    build(tmp_path / "big", ids=[f"d{i}" for i in range(n)], counts=[1] * n, vectors=vectors, dim=dim,
+          dtype=dtype, chunk=4096)
+    mapped, read = ForwardIndex.open(tmp_path / "big"), ForwardIndex.open(tmp_path / "big", access="pread")
+    docnos = [f"d{i}" for i in rng.choice(n, 5000, replace=False)]
+    queries, which = vectors[:3], rng.integers(0, 3, len(docnos))
+    file = (tmp_path / "big" / "vectors.npy").resolve()
+    before = _resident_kib(file)
+    scores = read.score_pairs(queries, which, docnos)
+    assert _resident_kib(file) == before  # nothing mapped: the rows were copied from the page cache
+    assert np.array_equal(scores, mapped.score_pairs(queries, which, docnos))
+    with pytest.raises(ValueError, match="access must be one of mmap, pread"):
+        ForwardIndex.open(tmp_path / "big", access="mmapp")
+
+
+def test_pread_access_of_a_sharded_index(tmp_path):
+    from indexing.shards import create_sharded
+
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    build(tmp_path / "a", ids=[f"a{i}" for i in range(150)], counts=[1] * 150, vectors=vectors[:150], dim=8)
+    build(tmp_path / "b", ids=[f"b{i}" for i in range(100)], counts=[2] * 50 + [1] * 50, vectors=vectors[150:], dim=8)
+    create_sharded(tmp_path / "sharded", [tmp_path / "a", tmp_path / "b"])
+    docnos = [f"a{i}" for i in range(0, 150, 7)] + [f"b{i}" for i in range(0, 100, 3)] + ["none"]
+    which = np.zeros(len(docnos), dtype=np.int64)
+    mapped = ForwardIndex.open(tmp_path / "sharded").score_pairs(vectors[:1], which, docnos)
+    read = ForwardIndex.open(tmp_path / "sharded", access="pread").score_pairs(vectors[:1], which, docnos)
+    assert np.array_equal(mapped, read, equal_nan=True) and np.isnan(read[-1])
