@@ -283,3 +283,19 @@ def test_bad_prf_options(extra, message, tmp_path, capsys):
     assert main(["run", "--index", str(tmp_path / "none"), "--queries", str(tmp_path), "--out",
                  str(tmp_path / "o"), *extra]) == 2
     assert capsys.readouterr().err.strip() == f"ff-rank: error: {message}"
+
+
+@pytest.mark.java
+def test_tune_with_prf_stores_it(ff_index, tmp_path, capsys):
+    import json
+
+    beir = ff_index.parent / "beir"
+    assert main(["tune", "--index", str(ff_index), "--queries", str(beir), "--split", "test", "--steps", "2",
+                 "--prf", "rocchio", "--fb-docs", "2", "--quiet"]) == 0
+    stored = json.loads((ff_index / "tuning.json").read_text())
+    assert stored["prf"] == {"method": "rocchio", "fb_terms": 10, "fb_docs": 2, "original_query_weight": 1.0,
+                             "feedback_weight": 0.75}
+    capsys.readouterr()
+    assert main(["run", "--mode", "ff", "--alpha", "auto", "--prf", "rocchio", "--fb-docs", "2", "--index",
+                 str(ff_index), "--queries", str(beir), "--out", str(tmp_path / "run.trec"), "--quiet"]) == 0
+    assert "(tuned on test with rocchio feedback)" in capsys.readouterr().out
