@@ -21,19 +21,21 @@ import argparse
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS: the single-thread path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from indexing.build import build_index  # noqa: E402
-from ranker.evaluation import evaluate  # noqa: E402
-from ranker.fast_forward import FastForward  # noqa: E402
-from ranker.machine import describe_machine  # noqa: E402
-from ranker.ranking import Ranking  # noqa: E402
-from ranker.topics import load_qrels, read_queries  # noqa: E402
+from indexing.build import build_index
+from ranker.evaluation import evaluate
+from ranker.fast_forward import FastForward
+from ranker.machine import describe_machine
+from ranker.ranking import Ranking
+from ranker.topics import load_qrels, read_queries
 
 DEPTHS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 ALPHA, NORMALIZATION = 0.35, "minmax"  # Fast-Forward's defaults
@@ -41,12 +43,12 @@ TOP = 100  # hits returned per query: enough for nDCG@10 and R@100
 MEASURES = ("nDCG@10", "R@100")
 
 
-def timed(call, repeats: int) -> tuple[object, float]:
-    """``call()``'s result and its best time of ``repeats``, in ms."""
+def timed(repeats: int, call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``call(*args, **kwargs)``'s result and its best time of ``repeats``, in ms."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        result = call()
+        result = call(*args, **kwargs)
         best = min(best, time.perf_counter() - start)
     return result, 1000 * best
 
@@ -80,12 +82,12 @@ def measure(name: str, data: Path, index: Path, depths: list[int],
     prefix_differs = [0] * len(depths)
     for i, text in enumerate(texts):
         for d, depth in enumerate(depths):
-            (docs, _), bm25_ms[d, i] = timed(lambda: ff.sparse.search_hits(text, k=depth), repeats)
+            (docs, _), bm25_ms[d, i] = timed(repeats, ff.sparse.search_hits, text, k=depth)
             cut_docs, cut_scores = hits[i][0][:depth], hits[i][1][:depth]
             prefix_differs[d] += not np.array_equal(docs, cut_docs)
             if len(cut_docs):
-                top, rerank_ms[d, i] = timed(lambda: ff.rerank_hits(vectors[i], cut_docs, cut_scores, alpha=ALPHA,
-                                                                    normalization=NORMALIZATION, k=TOP), repeats)
+                top, rerank_ms[d, i] = timed(repeats, ff.rerank_hits, vectors[i], cut_docs, cut_scores, alpha=ALPHA,
+                                             normalization=NORMALIZATION, k=TOP)
                 frames[d].append(pd.DataFrame({"qid": qids[i], "docno": top.docnos, "score": top.score}))
     rows = []
     for d, depth in enumerate(depths):

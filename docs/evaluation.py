@@ -40,16 +40,18 @@ DEFAULT_ALPHA = 0.35  # ff-rank's default (minmax), tuned on SciFact train
 def comparison_systems(ff: FastForward, queries, bm25: Ranking, dense: Ranking) -> list[tuple[str, Ranking]]:
     """BM25 + RM3 and Fast-Forward over it, Fast-Forward over the dense run, and the BM25 and dense runs fused."""
     rm3 = ff.rank(queries, k_s=1000, alpha=DEFAULT_ALPHA, threads=2, prf=RM3)
+    rm3_label = (f"BM25 + RM3 (fbTerms {RM3.fb_terms}, fbDocs {RM3.fb_docs}, originalQueryWeight "
+                 f"{RM3.original_query_weight:g})")
+    interpolation_label = (f"interpolation of the BM25 and dense runs (minmax, α = {DEFAULT_ALPHA}, 0 where a run "
+                           "lacks the document)")
     return [
-        (f"BM25 + RM3 (fbTerms {RM3.fb_terms}, fbDocs {RM3.fb_docs}, originalQueryWeight "
-         f"{RM3.original_query_weight:g})", rm3.sparse),
+        (rm3_label, rm3.sparse),
         (f"Fast-Forward over BM25 + RM3's top 1000, minmax, α = {DEFAULT_ALPHA}", rm3.fused),
         (f"Fast-Forward over the exact dense run's top 1000, minmax, α = {DEFAULT_ALPHA}",
          ff.rerank_run(dense, queries, alpha=DEFAULT_ALPHA).fused),
         ("RRF of the BM25 and dense runs (k = 60)", fuse([bm25, dense], "rrf", k=1000)),
-        (f"interpolation of the BM25 and dense runs (minmax, α = {DEFAULT_ALPHA}, 0 where a run lacks the document)",
-         fuse([bm25, dense], "interpolate", weights=[DEFAULT_ALPHA, 1 - DEFAULT_ALPHA], normalization="minmax",
-              k=1000)),
+        (interpolation_label, fuse([bm25, dense], "interpolate", weights=[DEFAULT_ALPHA, 1 - DEFAULT_ALPHA],
+                                   normalization="minmax", k=1000)),
     ]
 
 
@@ -157,11 +159,11 @@ def main() -> None:
         f"\\* {', '.join(TESTED)}: different from BM25 flat with a Holm-corrected p < {LEVEL} (paired t-test; "
         "table below).",
         "",
-        f"BM25 + RM3 is Anserini's RM3 with its defaults (`ff-rank run --prf rm3`; the same run as pyserini's "
+        "BM25 + RM3 is Anserini's RM3 with its defaults (`ff-rank run --prf rm3`; the same run as pyserini's "
         "`LuceneSearcher.set_rm3()`), 1,000 hits; Fast-Forward re-ranks those 1,000 instead of BM25's "
         "(`--mode ff --prf rm3`). Fast-Forward over the dense run (`FastForward.rerank_run`, `ff-rank rerank`) "
         "takes the run's scores as its sparse side; they are the cosines of the same vectors, so it ranks as the "
-        "dense run does. RRF and interpolation fuse the BM25 and exact dense runs (`ff-rank fuse`; "
+        "dense run does (up to float rounding). RRF and interpolation fuse the BM25 and exact dense runs (`ff-rank fuse`; "
         "`ranker.fusion.fuse`), which can return documents BM25 did not.",
         "",
         "## Against BM25: corrected p-values and wins/ties/losses",

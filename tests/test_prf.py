@@ -101,12 +101,12 @@ def test_defaults_and_rm3_pool_are_the_jars():
     ("rm4", {}, "prf must be one of rm3, rocchio, got 'rm4'"),
     ("rm3", {"fb_terms": 0}, "fb_terms must be a positive integer, got 0"),
     ("rocchio", {"fb_docs": 2.5}, "fb_docs must be a positive integer, got 2.5"),
-    ("rm3", {"fb_docs": 51}, "fb_docs must be at most 50 with rm3 (Anserini's RM3 takes its feedback documents "
-                             "from the first 50 hits), got 51"),
+    ("rm3", {"fb_docs": 51}, ("fb_docs must be at most 50 with rm3 (Anserini's RM3 takes its feedback documents "
+                              "from the first 50 hits), got 51")),
     ("rm3", {"original_query_weight": 1.5}, "original_query_weight must be a number from 0 to 1, got 1.5"),
     ("rocchio", {"feedback_weight": -0.1}, "feedback_weight must be a number from 0 to 1, got -0.1"),
-    ("rm3", {"feedback_weight": 0.5}, "feedback_weight is Rocchio's beta and applies to prf rocchio only; RM3 gives "
-                                      "its feedback terms 1 - original_query_weight"),
+    ("rm3", {"feedback_weight": 0.5}, ("feedback_weight is Rocchio's beta and applies to prf rocchio only; RM3 "
+                                       "gives its feedback terms 1 - original_query_weight")),
 ])
 def test_bad_settings_are_one_line_errors(method, values, message):
     with pytest.raises(ValueError) as err:
@@ -267,16 +267,16 @@ def test_ff_rank_run_with_prf(ff_index, bm25, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--fb-terms", "5"], "--fb-terms needs --prf rm3 or --prf rocchio"),
-    (["--prf", "rm3", "--fb-docs", "60"], "--fb-docs must be at most 50 with rm3 (Anserini's RM3 takes its feedback "
-                                          "documents from the first 50 hits), got 60"),
-    (["--prf", "rm3", "--feedback-weight", "0.5"], "--feedback-weight is Rocchio's beta and applies to --prf "
-                                                   "rocchio only; RM3 gives its feedback terms 1 - "
-                                                   "--original-query-weight"),
-    (["--prf", "rocchio", "--original-query-weight", "1.5"], "--original-query-weight must be a number from 0 to 1, "
-                                                             "got 1.5"),
+    (["--prf", "rm3", "--fb-docs", "60"], ("--fb-docs must be at most 50 with rm3 (Anserini's RM3 takes its "
+                                           "feedback documents from the first 50 hits), got 60")),
+    (["--prf", "rm3", "--feedback-weight", "0.5"], ("--feedback-weight is Rocchio's beta and applies to --prf "
+                                                    "rocchio only; RM3 gives its feedback terms 1 - "
+                                                    "--original-query-weight")),
+    (["--prf", "rocchio", "--original-query-weight", "1.5"], ("--original-query-weight must be a number from 0 to "
+                                                              "1, got 1.5")),
     (["--prf", "rocchio", "--fb-terms", "0"], "--fb-terms must be a positive integer, got 0"),
-    (["--prf", "rm3", "--mode", "dense"], "--prf expands BM25 queries; --mode dense has no BM25 (use bm25, ff or "
-                                          "hybrid)"),
+    (["--prf", "rm3", "--mode", "dense"], ("--prf expands BM25 queries; --mode dense has no BM25 (use bm25, ff or "
+                                           "hybrid)")),
 ])
 def test_bad_prf_options(extra, message, tmp_path, capsys):
     """Checked before anything is opened (the index need not exist)."""
