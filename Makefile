@@ -6,8 +6,8 @@ DATA   ?= ../shared/data/scifact
 WORK   ?= work
 NAME   := $(notdir $(abspath $(DATA)))
 
-.PHONY: venv browser demo test test-unit test-integration eval-docs bench bench-load bench-quantization bench-scaling bench-reference \
-	bench-million train-demo train-ablation bench-encode clean
+.PHONY: venv browser demo test test-unit test-integration eval-docs bench bench-depth bench-load bench-quantization \
+	bench-scaling bench-reference bench-million train-demo train-ablation bench-encode clean
 
 venv: $(VENV)/.installed
 
@@ -62,6 +62,13 @@ bench: venv
 	test -f $(WORK)/$(NAME)/vectors/manifest.json || $(BIN)/ff-index build --corpus $(DATA) --index $(WORK)/$(NAME) --force
 	test -f $(WORK)/$(NAME)/ann/manifest.json || $(BIN)/ff-index ann build --index $(WORK)/$(NAME)
 	$(BIN)/python benchmarks/efficiency.py --data $(DATA) --index $(WORK)/$(NAME)
+
+# Fast-Forward's nDCG@10, R@100 and ms per query against the re-ranking depth k_S (10 to 5,000) on SciFact and
+# Cranfield (a few minutes on 2 cores): docs/depth.md and docs/depth.png
+bench-depth: venv
+	test -f $(WORK)/$(NAME)/vectors/manifest.json || $(BIN)/ff-index build --corpus $(DATA) --index $(WORK)/$(NAME) --force
+	test -f $(WORK)/cranfield/vectors/manifest.json || $(BIN)/ff-index build --corpus $(CRANFIELD) --index $(WORK)/cranfield --force
+	$(BIN)/python benchmarks/depth.py --collection $(DATA)=$(WORK)/$(NAME) --collection $(CRANFIELD)=$(WORK)/cranfield
 
 # One million generated documents end to end beside SciFact (about an hour on 2 cores, ~30 GB of disk
 # while it runs; removes what it built): docs/million.md

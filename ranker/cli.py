@@ -107,6 +107,17 @@ def _add_bm25_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default: 0.9)")
     parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default: 0.4)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="search threads")
+    prf = parser.add_argument_group("pseudo-relevance feedback (BM25 first stage; Anserini's RM3 and Rocchio)")
+    prf.add_argument("--prf", choices=["none", "rm3", "rocchio"], default="none",
+                     help="expand each query with terms from its top BM25 hits, then search again (default: none)")
+    prf.add_argument("--fb-terms", type=int, help="expansion terms (fbTerms; default: 10)")
+    prf.add_argument("--fb-docs", type=int,
+                     help="feedback documents (fbDocs; default: 10; rm3: at most 50, the hits RM3 reads)")
+    prf.add_argument("--original-query-weight", type=float,
+                     help="weight of the query's own terms, 0 to 1 (rm3: originalQueryWeight, default 0.5, the "
+                          "feedback terms get the rest; rocchio: alpha, default 1)")
+    prf.add_argument("--feedback-weight", type=float,
+                     help="rocchio only: weight of the feedback documents' mean vector, 0 to 1 (beta; default 0.75)")
 
 
 def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True, with_mode: bool = True) -> None:
@@ -166,6 +177,30 @@ def _open_fast_forward(args: argparse.Namespace) -> FastForward:
                             access="pread", **bm25)
 
 
+PRF_OPTIONS = ("fb_terms", "fb_docs", "original_query_weight", "feedback_weight")
+
+
+def _prf(args: argparse.Namespace) -> Any:
+    """``--prf`` and its parameters as :class:`ranker.prf.PrfSettings`, or ``None`` without feedback."""
+    from ranker.prf import PrfSettings, check_prf
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    given = {name: getattr(args, name) for name in PRF_OPTIONS if getattr(args, name) is not None}
+    if args.prf == "none":
+        if given:
+            raise InputError(f"{flag(next(iter(given)))} needs --prf rm3 or --prf rocchio")
+        return None
+    if getattr(args, "mode", "bm25") == "dense":
+        raise InputError("--prf expands BM25 queries; --mode dense has no BM25 (use bm25, ff or hybrid)")
+    try:
+        check_prf(args.prf, name=flag, **given)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return PrfSettings(args.prf, **given)
+
+
 def _run(args: argparse.Namespace) -> int:
     from ranker.sparse import BM25Searcher
     from ranker.topics import read_queries
@@ -173,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
+    prf = _prf(args)
     _resolve_alpha(args)
     queries = read_queries(args.queries, split=args.split)
     if args.mode in ("ff", "hybrid"):
@@ -184,7 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.mode == "bm25":
             searcher = BM25Searcher(args.index, k1=args.k1, b=args.b)
             for block in _blocks(queries, not args.quiet, "BM25 search"):
-                out.write(searcher.search(block, k=args.k, threads=args.threads).df)
+                out.write(searcher.search(block, k=args.k, threads=args.threads, prf=prf).df)
         elif args.mode == "dense":
             ff = _open_fast_forward(args)
             for block in _blocks(queries, not args.quiet, "dense search"):
@@ -197,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
                     normalization=args.normalization, missing=args.missing, threads=args.threads,
                     progress=not args.quiet, dense_k=args.dense_k if args.mode == "hybrid" else 0,
                     early_stop=args.early_stop, exact_early_stop=args.early_stop_rule == "exact",
-                    exact_dense=args.exact):
+                    exact_dense=args.exact, prf=prf):
                 out.write(result.fused.df)
                 for stage, seconds in result.timings.items():
                     timings[stage] = timings.get(stage, 0.0) + seconds
@@ -329,7 +365,9 @@ def _resolve_alpha(args: argparse.Namespace) -> None:
         if args.mode == "hybrid":
             args.dense_k = int(tuned.get("dense_k") or args.dense_k)
         extra = f", {args.dense_k} dense candidates" if args.mode == "hybrid" else ""
-        print(f"alpha {args.alpha} with {args.normalization} normalisation{extra} (tuned on {tuned['split']})")
+        feedback = f" with {tuned['prf']['method']} feedback" if tuned.get("prf") else ""
+        print(f"alpha {args.alpha} with {args.normalization} normalisation{extra} (tuned on {tuned['split']}"
+              f"{feedback})")
         return
     try:
         args.alpha = float(args.alpha)
@@ -347,11 +385,12 @@ def _tune(args: argparse.Namespace) -> int:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     if args.dense_k < 0:
         raise InputError(f"--dense-k must be at least 0, got {args.dense_k}")
+    prf = _prf(args)
     queries = read_queries(args.queries, split=args.split)
     qrels = load_qrels(args.qrels or args.queries, split=args.split)
     blocks = _open_fast_forward(args).rank_blocks(queries, k_s=1000, alpha=1.0, mode=args.ff_mode,
                                                   threads=args.threads, progress=not args.quiet,
-                                                  dense_k=args.dense_k, exact_dense=args.exact)
+                                                  dense_k=args.dense_k, exact_dense=args.exact, prf=prf)
     normalizations = ["none", "minmax", "zscore"] if args.fusion == "interpolate" else ["none"]
     grid = sweep_alpha_blocks(((r.sparse, r.dense) for r in blocks), qrels, args.measure, steps=args.steps,
                               fusion=args.fusion, normalizations=normalizations, missing=args.missing)
@@ -360,7 +399,8 @@ def _tune(args: argparse.Namespace) -> int:
     best = grid.loc[grid["value"].idxmax()]
     setting = {"alpha": round(float(best["alpha"]), 6), "normalization": best["normalization"],
                "fusion": args.fusion, "measure": args.measure, "value": float(best["value"]),
-               "split": args.split, "queries": str(args.queries), "missing": args.missing, "dense_k": args.dense_k}
+               "split": args.split, "queries": str(args.queries), "missing": args.missing, "dense_k": args.dense_k,
+               "prf": prf.describe() if prf is not None else None}
     write_tuned(args.index, setting, mode="hybrid" if args.dense_k else "ff")
     mode = "--mode hybrid " if args.dense_k else ""
     print(f"best on {args.split}: alpha {setting['alpha']:.3f}, {setting['normalization']} normalisation "

@@ -24,6 +24,7 @@ from ranker.encoders import resolve_encoder
 from ranker.errors import InputError
 from ranker.forward_index import ForwardIndex
 from ranker.fusion import interpolate, reciprocal_rank_fusion
+from ranker.prf import PrfSettings, as_prf
 from ranker.query_encoder import QueryEncoder, compatible, read_query_encoder
 from ranker.ranking import Ranking
 from ranker.row_map import RowMap, read_row_map
@@ -154,7 +155,8 @@ class FastForward:
              fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
              threads: int | None = None, progress: bool = False, query_vectors: np.ndarray | None = None,
              dense_k: int = 0, early_stop: int | None = None, exact_early_stop: bool = True,
-             exact_dense: bool = False, block_size: int = QUERY_BLOCK) -> FastForwardResult:
+             exact_dense: bool = False, block_size: int = QUERY_BLOCK,
+             prf: str | PrfSettings | None = None) -> FastForwardResult:
         """Retrieve ``k_s`` BM25 candidates per query, score them densely, fuse.
 
         ``query_vectors`` (one row per query) skips query encoding, for users
@@ -162,25 +164,30 @@ class FastForward:
         query's top ``dense_k`` documents by dense search (the ANN index when the index has one, unless
         ``exact_dense``) to the candidates; those BM25 did not return get a BM25 score of 0.
         ``early_stop=k`` returns only the top k per query, exactly, looking up as few vectors as
-        possible (see :meth:`rerank`). Queries are ranked ``block_size`` at a time
-        (:meth:`rank_blocks`): working memory is one block's, the result holds every query.
+        possible (see :meth:`rerank`). ``prf`` (``"rm3"``, ``"rocchio"`` or
+        :class:`~ranker.prf.PrfSettings`) expands each query with pseudo-relevance feedback before BM25
+        retrieves the candidates (:mod:`ranker.prf`); their scores are then the expanded query's. Queries
+        are ranked ``block_size`` at a time (:meth:`rank_blocks`): working memory is one block's, the result
+        holds every query.
         """
         return combine(list(self.rank_blocks(
             queries, k_s=k_s, alpha=alpha, mode=mode, fusion=fusion, normalization=normalization, missing=missing,
             threads=threads, progress=progress, query_vectors=query_vectors, dense_k=dense_k, early_stop=early_stop,
-            exact_early_stop=exact_early_stop, exact_dense=exact_dense, block_size=block_size)))
+            exact_early_stop=exact_early_stop, exact_dense=exact_dense, block_size=block_size, prf=prf)))
 
     def rank_blocks(self, queries: pd.DataFrame, k_s: int = 1000, alpha: float = 0.35, mode: str = "maxp",
                     fusion: str = "interpolate", normalization: str = "minmax", missing: str = "min",
                     threads: int | None = None, progress: bool = False, query_vectors: np.ndarray | None = None,
                     dense_k: int = 0, early_stop: int | None = None, exact_early_stop: bool = True,
-                    exact_dense: bool = False, block_size: int = QUERY_BLOCK) -> Iterator[FastForwardResult]:
+                    exact_dense: bool = False, block_size: int = QUERY_BLOCK,
+                    prf: str | PrfSettings | None = None) -> Iterator[FastForwardResult]:
         """:meth:`rank`, one :class:`FastForwardResult` per ``block_size`` queries, in order.
 
         A caller that writes each block out (``ff-rank run``) keeps one block in memory, whatever the
         number of queries.
         """
         _check_fusion(fusion, early_stop)
+        prf = as_prf(prf)
         if block_size < 1:
             raise ValueError(f"block_size must be at least 1, got {block_size}")
         if query_vectors is not None and len(query_vectors) != len(queries):
@@ -191,7 +198,7 @@ class FastForward:
                 block = queries.iloc[lo:lo + block_size]
                 vectors = None if query_vectors is None else query_vectors[lo:lo + block_size]
                 yield self._rank_block(block, k_s, alpha, mode, fusion, normalization, missing, threads, vectors,
-                                       dense_k, early_stop, exact_early_stop, exact_dense)
+                                       dense_k, early_stop, exact_early_stop, exact_dense, prf)
                 self.release_pages()
                 bar.update(len(block))
         if progress:
@@ -202,10 +209,10 @@ class FastForward:
     def _rank_block(self, queries: pd.DataFrame, k_s: int, alpha: float, mode: str, fusion: str,
                     normalization: str, missing: str, threads: int | None, query_vectors: np.ndarray | None,
                     dense_k: int, early_stop: int | None, exact_early_stop: bool,
-                    exact_dense: bool) -> FastForwardResult:
+                    exact_dense: bool, prf: PrfSettings | None) -> FastForwardResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        sparse = self.sparse.search(queries, k=k_s, threads=threads)
+        sparse = self.sparse.search(queries, k=k_s, threads=threads, prf=prf)
         timings["sparse"] = time.perf_counter() - start
         qids, vectors = self._query_vectors(queries, query_vectors, timings)
         if dense_k > 0:

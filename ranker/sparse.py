@@ -10,6 +10,11 @@ loading every hit's stored document (5x faster at k = 1000), then Anserini's
 tie handling in numpy (sort by score, then docno; scores rounded to 1e-4 and
 ties nudged by 1e-6). The ranking is the same as ``SimpleSearcher``'s.
 
+With pseudo-relevance feedback (``prf="rm3"`` or ``"rocchio"``, :mod:`ranker.prf`)
+a query runs through Anserini's feedback rerankers instead, over the same
+Lucene searcher, and ranks as pyserini's ``LuceneSearcher.set_rm3`` /
+``set_rocchio`` rank.
+
 The hits cross from Java to Python as one JSON string written by Jackson (in
 the Anserini jar): pyjnius would otherwise build a Python proxy for each of the
 ~1,000 ``ScoreDoc`` objects, which takes 7x as long as Lucene's search itself.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,7 @@ from tqdm import tqdm
 from ranker.errors import InputError
 from ranker.index_layout import LUCENE_DOCNO_RANK, LUCENE_DOCNOS, lucene_path, read_manifest
 from ranker.pages import release_file_pages
+from ranker.prf import FeedbackSearcher, PrfSettings, as_prf
 from ranker.ranking import Ranking
 
 DEFAULT_K1 = 0.9
@@ -53,6 +60,8 @@ class BM25Searcher:
         self._array_list = autoclass("java.util.ArrayList")
         self.k1, self.b = k1, b
         self._fast: _LuceneTopK | None = None
+        self._feedback: FeedbackSearcher | None = None
+        self._feedback_lock = threading.Lock()
         docnos = self.index_dir / LUCENE_DOCNOS
         if docnos.is_file():  # memory-mapped: every process shares the pages
             rank_file = self.index_dir / LUCENE_DOCNO_RANK
@@ -66,10 +75,15 @@ class BM25Searcher:
         return int(self._searcher.get_total_num_docs())
 
     def search(self, queries: pd.DataFrame, k: int = 1000, threads: int | None = None,
-               batch_size: int = 64, progress: bool = False) -> Ranking:
-        """Retrieve the top ``k`` documents for every row of ``queries`` (columns ``qid, query``)."""
+               batch_size: int = 64, progress: bool = False, prf: str | PrfSettings | None = None) -> Ranking:
+        """Retrieve the top ``k`` documents for every row of ``queries`` (columns ``qid, query``).
+
+        ``prf``: pseudo-relevance feedback, ``"rm3"``, ``"rocchio"`` (Anserini's defaults) or
+        :class:`~ranker.prf.PrfSettings` (queries then run one after the other).
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        prf = as_prf(prf)
         threads = threads or os.cpu_count() or 1
         qids, texts = queries["qid"].astype(str).tolist(), queries["query"].astype(str).tolist()
         rows: list[tuple[str, str, float]] = []
@@ -78,7 +92,11 @@ class BM25Searcher:
                   dynamic_ncols=True) as bar:
             for at in range(0, len(qids), batch_size):
                 chunk_ids, chunk_texts = qids[at:at + batch_size], texts[at:at + batch_size]
-                if self._fast is not None:
+                if prf is not None:
+                    for qid, text in zip(chunk_ids, chunk_texts):
+                        docnos, scores = self._search_feedback(text, int(k), prf)
+                        rows.extend(zip([qid] * len(docnos), docnos, scores.tolist()))
+                elif self._fast is not None:
                     for qid, text in zip(chunk_ids, chunk_texts):
                         docnos, scores = self._fast.search(text, int(k))
                         rows.extend(zip([qid] * len(docnos), docnos, scores.tolist()))
@@ -91,9 +109,11 @@ class BM25Searcher:
         if progress:
             elapsed = time.perf_counter() - start
             print(f"searched {len(qids):,} queries in {elapsed:.1f} s ({len(qids) / max(elapsed, 1e-9):,.1f} queries/s)")
-        return Ranking(pd.DataFrame(rows, columns=["qid", "docno", "score"]), name="bm25")
+        name = "bm25" if prf is None else f"bm25+{prf.method}"
+        return Ranking(pd.DataFrame(rows, columns=["qid", "docno", "score"]), name=name)
 
-    def search_one(self, text: str, k: int = 1000) -> tuple[list[str], np.ndarray]:
+    def search_one(self, text: str, k: int = 1000,
+                   prf: str | PrfSettings | None = None) -> tuple[list[str], np.ndarray]:
         """One query's top ``k``: docnos and float64 scores, best first, as :meth:`search` ranks them.
 
         For a server answering one query at a time: no DataFrame is built (that costs as much as the
@@ -101,6 +121,10 @@ class BM25Searcher:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        prf = as_prf(prf)
+        if prf is not None:
+            docnos, scores = self._search_feedback(text, int(k), prf)
+            return docnos, scores.astype(np.float64)
         if self._fast is not None:
             docnos, scores = self._fast.search(text, int(k))
             return docnos, scores.astype(np.float64)
@@ -111,15 +135,46 @@ class BM25Searcher:
         """Unmap the Lucene index pages this process touched; they stay in the page cache (:mod:`ranker.pages`)."""
         release_file_pages(lucene_path(self.index_dir))
 
-    def search_hits(self, text: str, k: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    def search_hits(self, text: str, k: int = 1000,
+                    prf: str | PrfSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One query's top ``k`` as Lucene doc numbers (int64) and float64 scores, ranked as :meth:`search`
         ranks them; no document ID is touched (needs ``lucene_docnos.npy``, written by ``ff-index build``)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if self._fast is None:
             raise InputError(f"{self.index_dir}: has no {LUCENE_DOCNOS}; rebuild it with ff-index build")
-        docs, scores = self._fast.top(text, int(k))
+        prf = as_prf(prf)
+        if prf is not None:
+            docs, scores, _ = self.feedback_searcher().search(text, int(k), prf)
+        else:
+            docs, scores = self._fast.top(text, int(k))
         return docs, scores.astype(np.float64)
+
+    def feedback_searcher(self) -> FeedbackSearcher:
+        """The RM3 / Rocchio searcher over this index (:mod:`ranker.prf`), made on first use; an
+        :class:`InputError` if the index stores no document vectors."""
+        with self._feedback_lock:
+            if self._feedback is None:
+                lucene_dir = lucene_path(self.index_dir)
+                searcher = self._fast.searcher if self._fast is not None else _bm25_searcher(lucene_dir, self.k1,
+                                                                                             self.b)
+                self._feedback = FeedbackSearcher(searcher, self._searcher.get_analyzer(), lucene_dir)
+            return self._feedback
+
+    def feedback_terms(self, text: str, prf: str | PrfSettings) -> dict[str, float]:
+        """The terms of ``text``'s expanded query and their weights (its own terms included)."""
+        settings = as_prf(prf)
+        if settings is None:
+            raise ValueError("feedback_terms needs prf rm3 or rocchio")
+        return self.feedback_searcher().feedback_terms(text, settings)
+
+    def _search_feedback(self, text: str, k: int, prf: PrfSettings) -> tuple[list[str], np.ndarray]:
+        """Docnos and float32 scores of one query's top ``k`` with feedback."""
+        docs, scores, ids = self.feedback_searcher().search(text, k, prf, with_ids=self._fast is None)
+        if ids is None:
+            assert self._fast is not None
+            ids = self._fast.docnos(docs)
+        return ids, scores
 
     def document(self, docno: str) -> dict[str, Any] | None:
         """The stored document (``id``, ``contents``, ``title``), or ``None`` if unknown."""
@@ -148,18 +203,11 @@ class _LuceneTopK:
                  docno_rank: np.ndarray | None = None) -> None:
         from ranker.java import autoclass
 
-        directory = autoclass("org.apache.lucene.store.FSDirectory").open(
-            autoclass("java.nio.file.Paths").get(str(lucene_dir)))
-        reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
-        if int(reader.maxDoc()) != len(docnos):
-            raise ValueError(f"{lucene_dir}: {reader.maxDoc()} Lucene documents but {len(docnos)} docnos")
-        from jnius import cast
-
-        self._reader = reader
-        self._searcher = autoclass("org.apache.lucene.search.IndexSearcher")(
-            cast("org.apache.lucene.index.IndexReader", reader))
-        self._searcher.setSimilarity(autoclass("org.apache.lucene.search.similarities.BM25Similarity")(
-            float(k1), float(b)))
+        self.searcher = _bm25_searcher(lucene_dir, k1, b)
+        if int(self.searcher.getIndexReader().maxDoc()) != len(docnos):
+            raise ValueError(f"{lucene_dir}: {self.searcher.getIndexReader().maxDoc()} Lucene documents but "
+                             f"{len(docnos)} docnos")
+        self._reader = self.searcher.getIndexReader()  # closed by close()
         self._generator = autoclass("io.anserini.search.query.BagOfWordsQueryGenerator")()
         self._analyzer = analyzer
         self._docnos = docnos
@@ -176,7 +224,11 @@ class _LuceneTopK:
     def search(self, text: str, k: int) -> tuple[list[str], np.ndarray]:
         """Docnos and (tie-adjusted) scores of the top ``k``."""
         docs, scores = self.top(text, k)
-        return self._docnos[docs].astype(str).tolist(), scores
+        return self.docnos(docs), scores
+
+    def docnos(self, docs: np.ndarray) -> list[str]:
+        """The docnos of Lucene documents ``docs``."""
+        return self._docnos[docs].astype(str).tolist()
 
     def top(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Lucene doc numbers and (tie-adjusted) scores of the top ``k``, ties broken by docno."""
@@ -189,13 +241,27 @@ class _LuceneTopK:
 
     def hits(self, text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Lucene's top ``n``: doc numbers (int64) and raw float32 scores, in Lucene's order."""
-        top = self._searcher.search(self._generator.buildQuery("contents", self._analyzer, text), n)
+        top = self.searcher.search(self._generator.buildQuery("contents", self._analyzer, text), n)
         if self._json is None:
             pairs = [(h.doc, h.score) for h in top.scoreDocs]
         else:
             pairs = [(h["doc"], h["score"]) for h in json.loads(self._json.writeValueAsString(top))["scoreDocs"]]
         return (np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs)),
                 np.fromiter((p[1] for p in pairs), dtype=np.float32, count=len(pairs)))
+
+
+def _bm25_searcher(lucene_dir: Path, k1: float, b: float) -> Any:
+    """A Lucene ``IndexSearcher`` over ``lucene_dir`` with BM25(k1, b), as Anserini's ``SimpleSearcher`` sets it."""
+    from jnius import cast
+
+    from ranker.java import autoclass
+
+    directory = autoclass("org.apache.lucene.store.FSDirectory").open(
+        autoclass("java.nio.file.Paths").get(str(lucene_dir)))
+    reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+    searcher = autoclass("org.apache.lucene.search.IndexSearcher")(cast("org.apache.lucene.index.IndexReader", reader))
+    searcher.setSimilarity(autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b)))
+    return searcher
 
 
 def anserini_tie_adjust(scores: np.ndarray) -> np.ndarray:

@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "FUSION": "interpolate",     # how BM25 and dense scores are combined (interpolate|rrf)
     "FF_MODE": "maxp",           # a document's dense score from its passages' (maxp|firstp|avep|passage)
     "MISSING": "min",            # a candidate without a vector: its query's lowest dense score (min), or dropped (drop)
+    "PRF": "none",               # pseudo-relevance feedback for BM25 in bm25, ff and hybrid modes (none|rm3|rocchio)
+    "MAX_FB_TERMS": 100,         # a request's fb_terms (expansion terms) may ask for up to this many
+    "MAX_FB_DOCS": 50,           # ... and fb_docs (feedback documents) up to this many (at most 50: RM3 reads 50 hits)
     "MAX_RERANK_CANDIDATES": 1000,  # POST /v1/rerank: candidates per request
     "SNIPPET_CHARS": 200,
     "TORCH_THREADS": None,       # threads per worker for query encoding (torch or ONNX Runtime); None: torch's default
@@ -253,11 +256,23 @@ def check_config(config: Mapping[str, Any]) -> None:
     from ranker.fast_forward import FUSIONS
     from ranker.forward_index import MODES as FF_MODES
     from ranker.fusion import MISSING_POLICIES, NORMALIZATIONS
+    from ranker.prf import DEFAULTS as PRF_DEFAULTS
+    from ranker.prf import PRF_METHODS, RM3_FEEDBACK_POOL
 
     for key in ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH",
-                "MAX_RERANK_CANDIDATES", "SNIPPET_CHARS", "MAX_CONTENT_LENGTH"):
+                "MAX_RERANK_CANDIDATES", "SNIPPET_CHARS", "MAX_CONTENT_LENGTH", "MAX_FB_TERMS", "MAX_FB_DOCS"):
         if not _positive_int(config[key]):
             raise _bad(key, f"{key} must be a positive integer, got {config[key]!r}")
+    for key, high in (("MAX_FB_TERMS", None), ("MAX_FB_DOCS", RM3_FEEDBACK_POOL)):
+        name = key.removeprefix("MAX_").lower()
+        low = int(PRF_DEFAULTS["rm3"][name])
+        if config[key] < low:
+            raise _bad(key, f"{key} must be at least {low} (the default {name}), got {config[key]!r}")
+        if high is not None and config[key] > high:
+            raise _bad(key, f"{key} must be at most {high} (Anserini's RM3 takes its feedback documents from the "
+                            f"first {high} hits), got {config[key]!r}")
+    if config["PRF"] not in ("none", *PRF_METHODS):
+        raise _bad("PRF", f"PRF must be one of none, {', '.join(PRF_METHODS)}, got {config['PRF']!r}")
     for key, limit in (("CANDIDATES", "MAX_CANDIDATES"), ("DENSE_K", "MAX_DENSE_K")):
         if config[key] > config[limit]:
             raise _bad(key, f"{key} must be at most {limit} ({config[limit]}), got {config[key]!r}")

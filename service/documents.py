@@ -67,7 +67,7 @@ def indexes() -> Response:
     settings = {key.lower(): current_app.config[key] for key in
                 ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "DEFAULT_K", "MAX_K", "ALPHA",
                  "NORMALIZATION", "FUSION", "FF_MODE", "MISSING", "MAX_QUERY_CHARS", "MAX_BATCH",
-                 "MAX_RERANK_CANDIDATES", "TIME_BUDGET_MS")}
+                 "MAX_RERANK_CANDIDATES", "TIME_BUDGET_MS", "PRF", "MAX_FB_TERMS", "MAX_FB_DOCS")}
     return jsonify(indexes=[_index(registry, name) for name in registry.paths], config=settings)
 
 

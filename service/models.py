@@ -4,8 +4,8 @@ They are the one description of the API: requests are validated with them
 (:mod:`service.params`), and ``/openapi.json`` is assembled from their JSON
 schemas (:mod:`service.openapi`). Limits that come from the configuration
 (``MAX_K``, ``MAX_QUERY_CHARS``, ``MAX_BATCH``, ``MAX_CANDIDATES``,
-``MAX_DENSE_K``, ``MAX_RERANK_CANDIDATES``, the served index names, the
-defaults) are built into the models by :func:`build_models`, so they appear
+``MAX_DENSE_K``, ``MAX_RERANK_CANDIDATES``, ``MAX_FB_TERMS``, ``MAX_FB_DOCS``,
+the served index names, the defaults) are built into the models by :func:`build_models`, so they appear
 in both. Rules that tie fields together are model validators, stated in the
 schema too (``oneOf``, ``if``/``then``, ``dependentSchemas``) where JSON
 Schema can say them; duplicate qids and docnos it cannot, so the schema says
@@ -37,6 +37,8 @@ from pydantic_core import PydanticCustomError
 from ranker.fast_forward import FUSIONS
 from ranker.forward_index import MODES as FF_MODES
 from ranker.fusion import MISSING_POLICIES, NORMALIZATIONS
+from ranker.prf import DEFAULTS as PRF_DEFAULTS
+from ranker.prf import PRF_METHODS
 from service.config import MODES
 from service.documents import MAX_DOCNO_CHARS
 
@@ -49,6 +51,8 @@ MAX_FIRST_STAGE_SCORE = 1e100  # |score| of a /v1/rerank candidate; keeps normal
 MAX_PATH_CHARS = 4096
 VERSION_PATTERN = r"^sha256:[0-9a-f]{16}$"
 REF = "#/components/schemas/{model}"
+PRF_CHOICES = ("none", *PRF_METHODS)
+PRF_FIELDS = ("fb_terms", "fb_docs", "original_query_weight", "feedback_weight")  # they need prf rm3 or rocchio
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class Limits:
     snippet_chars: int
     max_content_length: int
     time_budget_ms: float
+    prf: str
+    max_fb_terms: int
+    max_fb_docs: int
     read_token: bool = False   # whether the read endpoints need a token
     admin_token: bool = False  # whether the admin endpoints are on
 
@@ -87,7 +94,8 @@ class Limits:
                    config["NORMALIZATION"], config["FUSION"], config["FF_MODE"], config["MISSING"],
                    config["CANDIDATES"], config["MAX_CANDIDATES"], config["DENSE_K"], config["MAX_DENSE_K"],
                    config["MAX_RERANK_CANDIDATES"], config["SNIPPET_CHARS"], config["MAX_CONTENT_LENGTH"],
-                   config["TIME_BUDGET_MS"], config["READ_TOKEN"] is not None, config["ADMIN_TOKEN"] is not None)
+                   config["TIME_BUDGET_MS"], config["PRF"], config["MAX_FB_TERMS"], config["MAX_FB_DOCS"],
+                   config["READ_TOKEN"] is not None, config["ADMIN_TOKEN"] is not None)
 
     @property
     def bm25_only(self) -> tuple[str, ...]:
@@ -247,9 +255,47 @@ def _option_fields(limits: Limits) -> dict[str, Any]:
             "ff and hybrid modes: BM25 candidates re-ranked (at least k are)"))),
         "dense_k": (Integer, Field(limits.dense_k, ge=1, le=limits.max_dense_k, description=(
             "hybrid mode: documents by exact dense search added to the candidates"))),
+        **_prf_fields(limits),
         "early_stop": _early_stop_field(limits, "interpolation with normalization none (ff and hybrid modes)"),
         "fields": _fields_field(),
     }
+
+
+def _prf_fields(limits: Limits) -> dict[str, Any]:
+    """Pseudo-relevance feedback for the BM25 search; what is left out takes Anserini's default for the method."""
+    rm3, rocchio = PRF_DEFAULTS["rm3"], PRF_DEFAULTS["rocchio"]
+    return {
+        "prf": (Literal[PRF_CHOICES], Field(limits.prf, description=(
+            "pseudo-relevance feedback for the BM25 search (bm25, ff and hybrid modes; not used in dense mode): rm3 "
+            "or rocchio expand the query with terms from its top BM25 hits and search again, as Anserini's RM3 and "
+            "Rocchio do; none: plain BM25"))),
+        "fb_terms": (Integer, _default(int(rm3["fb_terms"]), (
+            f"expansion terms (Anserini's fbTerms), 1 to {limits.max_fb_terms}; needs prf rm3 or rocchio"),
+            ge=1, le=limits.max_fb_terms)),
+        "fb_docs": (Integer, _default(int(rm3["fb_docs"]), (
+            f"feedback documents (Anserini's fbDocs), 1 to {limits.max_fb_docs}; needs prf rm3 or rocchio"),
+            ge=1, le=limits.max_fb_docs)),
+        "original_query_weight": (float, _absent((
+            f"the weight of the query's own terms, 0 to 1: rm3's originalQueryWeight (default "
+            f"{rm3['original_query_weight']:g}; the feedback terms get 1 - original_query_weight), rocchio's alpha "
+            f"(default {rocchio['original_query_weight']:g}); needs prf rm3 or rocchio"),
+            ge=0, le=1, allow_inf_nan=False)),
+        "feedback_weight": (float, _absent((
+            f"rocchio's beta, the weight of the feedback documents' mean term vector, 0 to 1 (default "
+            f"{rocchio['feedback_weight']:g}); needs prf rocchio"), ge=0, le=1, allow_inf_nan=False)),
+    }
+
+
+def _prf_rules(request: Any) -> None:
+    """The feedback parameters need feedback; Rocchio's beta needs Rocchio."""
+    for name in PRF_FIELDS:
+        if getattr(request, name) is None:
+            continue
+        if name == "feedback_weight" and request.prf != "rocchio":
+            hint = "; RM3 gives its feedback terms 1 - original_query_weight" if request.prf == "rm3" else ""
+            raise _conflict(name, f"feedback_weight (Rocchio's beta) needs prf rocchio, got prf {request.prf!r}{hint}")
+        if request.prf == "none":
+            raise _conflict(name, f"{name} needs prf rm3 or rocchio, got prf 'none'")
 
 
 def _search_rules(limits: Limits, batch: bool = False) -> Callable[[Any], Any]:
@@ -264,6 +310,7 @@ def _search_rules(limits: Limits, batch: bool = False) -> Callable[[Any], Any]:
         if request.mode not in (None, "bm25") and request.index in bm25_only:
             raise _conflict("mode", f"mode {request.mode!r} needs dense vectors, and index {request.index!r} has "
                                     "BM25 only; use mode=bm25")
+        _prf_rules(request)
         _early_stop_rules(request)
         return request
 
@@ -301,12 +348,23 @@ def _search_body_schema(limits: Limits, description: str) -> Callable[[dict[str,
         schema["description"] = description
         schema["oneOf"] = [{"required": ["q"]}, {"required": ["queries"]}]
         _add_early_stop_schema(schema, {"normalization": {"const": "none"}, "fusion": {"const": "interpolate"}})
+        schema["dependentSchemas"].update(_prf_schema(limits))
         if limits.bm25_only:
             schema["if"] = {"properties": {"index": {"enum": list(limits.bm25_only)}},
                             "required": [] if limits.default_index in limits.bm25_only else ["index"]}
             schema["then"] = {"properties": {"mode": {"const": "bm25"}}}
 
     return extra
+
+
+def _prf_schema(limits: Limits) -> dict[str, Any]:
+    """:func:`_prf_rules` in JSON Schema: each feedback parameter depends on ``prf`` (given, unless the default
+    already is what the parameter needs)."""
+    def needs(methods: tuple[str, ...]) -> dict[str, Any]:
+        return {"properties": {"prf": {"enum": list(methods)}},
+                "required": [] if limits.prf in methods else ["prf"]}
+
+    return {name: needs(("rocchio",) if name == "feedback_weight" else PRF_METHODS) for name in PRF_FIELDS}
 
 
 def _add_early_stop_schema(schema: dict[str, Any], needs: dict[str, Any]) -> None:
@@ -445,6 +503,14 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         dense_k: Annotated[int, Field(ge=1)] | None = Field(description="dense candidates added per query; null "
                                                                         "unless hybrid")
         early_stop: Annotated[int, Field(ge=1)] | None = Field(description="null unless given (ff or hybrid)")
+        prf: Literal[PRF_CHOICES] | None = Field(description="the BM25 search's pseudo-relevance feedback; null in "
+                                                             "dense mode")
+        fb_terms: Annotated[int, Field(ge=1)] | None = Field(description="expansion terms; null without prf")
+        fb_docs: Annotated[int, Field(ge=1)] | None = Field(description="feedback documents; null without prf")
+        original_query_weight: Annotated[float, Field(ge=0, le=1)] | None = Field(
+            description="the weight of the query's own terms; null without prf")
+        feedback_weight: Annotated[float, Field(ge=0, le=1)] | None = Field(
+            description="Rocchio's beta; null unless prf rocchio")
         fields: hit_fields
         timings_ms: Timings
 
@@ -532,6 +598,9 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         max_batch: Annotated[int, Field(ge=1)]
         max_rerank_candidates: Annotated[int, Field(ge=1)]
         time_budget_ms: Annotated[float, Field(ge=0, description="a search's time budget; 0: none")]
+        prf: Literal[PRF_CHOICES]
+        max_fb_terms: Annotated[int, Field(ge=1)]
+        max_fb_docs: Annotated[int, Field(ge=1)]
 
     class IndexList(BaseModel):
         """The served indexes, their modes and manifests, and the limits."""

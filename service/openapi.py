@@ -97,7 +97,8 @@ def search_get(models: ApiModels) -> dict[str, Any]:
                     errors(400, 404, 414, 503)),
         "description": "Parameters are given once each; any other parameter is a 400. The rules across fields of "
                        "the SearchRequest schema hold here too: a mode other than bm25 needs an index with "
-                       "vectors, and early_stop needs normalization none and fusion interpolate.",
+                       "vectors, early_stop needs normalization none and fusion interpolate, fb_terms, fb_docs and "
+                       "original_query_weight need prf rm3 or rocchio, and feedback_weight needs prf rocchio.",
         "parameters": [query_parameter(name, schema, required)
                        for name, (schema, required) in models.query_parameters.items()],
     }

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from flask import Flask, Request
     from pydantic import BaseModel, ValidationError
 
+    from ranker.prf import PrfSettings
     from service.models import ApiModels
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
@@ -47,6 +48,7 @@ class SearchRequest:
     candidates: int
     dense_k: int
     fields: list[str]
+    prf: PrfSettings | None = None  # the BM25 search's pseudo-relevance feedback (bm25, ff and hybrid modes)
 
     @property
     def alpha(self) -> float:
@@ -141,9 +143,15 @@ def _search(request: BaseModel, models: ApiModels) -> SearchRequest:
                     request.fusion, request.ff_mode, "drop" if early_stop else limits.missing, early_stop)
     queries = ([("q", request.q)] if request.q is not None
                else [(item.qid, item.q) for item in request.queries])
+    prf = None
+    if mode != "dense" and request.prf != "none":
+        from ranker.prf import PrfSettings
+
+        prf = PrfSettings(request.prf, request.fb_terms, request.fb_docs, request.original_query_weight,
+                          request.feedback_weight)
     return SearchRequest(queries, request.q is None, request.index, mode, request.k, fusion,
                          max(request.candidates, request.k), request.dense_k if mode == "hybrid" else 0,
-                         _fields(request.fields))
+                         _fields(request.fields), prf)
 
 
 def _fields(names: list[str]) -> list[str]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ranker.fast_forward import FastForward
+    from ranker.prf import PrfSettings
     from ranker.sparse import BM25Searcher
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class IndexHandle:
         log.info("closed version %s of %s", self.version, self.path)
 
     def search(self, queries: list[tuple[str, str]], k: int, mode: str, fusion: Fusion, candidates: int,
-               dense_k: int = 0, checkpoint: Callable[[str], None] | None = None,
+               dense_k: int = 0, checkpoint: Callable[[str], None] | None = None, prf: PrfSettings | None = None,
                ) -> tuple[dict[str, list[Hit]], dict[str, float]]:
         """Top ``k`` per query (``(qid, text)`` pairs) as ``{qid: [Hit, ...]}`` in rank order, and the
         seconds each stage took (summed over the queries). Arguments are assumed valid (checked at the door).
@@ -162,7 +163,8 @@ class IndexHandle:
         takes too long (it raises). Dense search (dense and hybrid modes) runs per query, through the
         index's ANN index when it has one, else exactly. In ``hybrid`` mode each query's top ``dense_k``
         documents by dense search join BM25's ``candidates``; those BM25 did not return get a
-        BM25 score of 0, as in ``FastForward.rank(..., dense_k=...)``. One query at a time builds no
+        BM25 score of 0, as in ``FastForward.rank(..., dense_k=...)``. ``prf``: pseudo-relevance feedback for
+        the BM25 search (bm25, ff and hybrid modes; :mod:`ranker.prf`). One query at a time builds no
         DataFrame: at ten hits, pandas would cost as much as the re-ranking.
         """
         import numpy as np
@@ -172,7 +174,7 @@ class IndexHandle:
         if mode == "bm25":
             for qid, text in queries:
                 with stages("sparse"):
-                    docnos, scores = self.bm25.search_one(text, k=k)
+                    docnos, scores = self.bm25.search_one(text, k=k, prf=prf)
                 out[qid] = [Hit(d, r, s, s, None) for r, (d, s) in enumerate(zip(docnos, scores.tolist()), 1)]
             return out, stages.timings
         assert self.ff is not None
@@ -195,7 +197,7 @@ class IndexHandle:
         for (qid, text), vector in zip(queries, vectors):
             if integer_path:  # Lucene doc numbers all the way: no docno is touched but the top k's
                 with stages("sparse"):
-                    docs, scores = self.bm25.search_hits(text, k=max(candidates, k))
+                    docs, scores = self.bm25.search_hits(text, k=max(candidates, k), prf=prf)
                 if len(docs):
                     with stages("rerank"):
                         top = self.ff.rerank_hits(vector, docs, scores, alpha=fusion.alpha, mode=fusion.ff_mode,
@@ -205,7 +207,7 @@ class IndexHandle:
                                                              top.score_dense.tolist())]
                 continue
             with stages("sparse"):
-                docnos, scores = self.bm25.search_one(text, k=max(candidates, k))
+                docnos, scores = self.bm25.search_one(text, k=max(candidates, k), prf=prf)
             seen = set(docnos)
             extra = [d for d in dense_docnos.get(qid, []) if d not in seen]  # hybrid: the dense candidates
             if extra:

@@ -15,8 +15,11 @@ where both components are normalised per query (``normalization`` in the
 response, ``NORMALIZATION`` in the config; ``minmax`` by default), or with
 ``fusion=rrf`` the reciprocal rank fusion of the two rankings. A request may
 set ``alpha``, ``normalization``, ``fusion``, ``ff_mode``, ``candidates``,
-``dense_k``, ``early_stop`` and the hit ``fields`` within the limits of the
-configuration (:mod:`service.models`); the response says what was used.
+``dense_k``, ``early_stop``, the hit ``fields`` and, for the BM25 search of the
+bm25, ff and hybrid modes, pseudo-relevance feedback (``prf`` rm3 or rocchio with
+``fb_terms``, ``fb_docs``, ``original_query_weight``, ``feedback_weight``;
+:mod:`ranker.prf`) within the limits of the configuration (:mod:`service.models`);
+the response says what was used.
 
 A search that runs past ``TIME_BUDGET_MS`` (checked after every stage of every
 query, and while the hits' documents are read) is answered 503 with
@@ -64,7 +67,8 @@ def _search(req: params.SearchRequest) -> Response:
     budget = Budget(config["TIME_BUDGET_MS"])  # from here: loading the indexes does not count
     try:
         ranked, timings = handle.search(req.queries, k=req.k, mode=req.mode, fusion=req.fusion,
-                                        candidates=req.candidates, dense_k=req.dense_k, checkpoint=budget.check)
+                                        candidates=req.candidates, dense_k=req.dense_k, checkpoint=budget.check,
+                                        prf=req.prf)
         start = time.perf_counter()
         hits = {qid: hit_fields(hits, handle, req.fields, config["SNIPPET_CHARS"], budget)
                 for qid, hits in ranked.items()}
@@ -84,6 +88,7 @@ def _search(req: params.SearchRequest) -> Response:
         "candidates": req.candidates if fused else None,
         "dense_k": req.dense_k or None,
         "early_stop": fusion.early_stop if fused else None,
+        **prf_settings(req),
         "fields": req.fields,
     }
     if req.batch:
@@ -93,6 +98,14 @@ def _search(req: params.SearchRequest) -> Response:
         body.update(query=text, hits=hits.get(qid, []))
     body["timings_ms"] = milliseconds(timings)
     return jsonify(body)
+
+
+def prf_settings(req: params.SearchRequest) -> dict[str, Any]:
+    """The pseudo-relevance feedback a search ran with: ``prf`` (null in dense mode) and its parameters."""
+    prf = req.prf
+    return {"prf": None if req.mode == "dense" else prf.method if prf else "none",
+            **{name: getattr(prf, name) if prf else None
+               for name in ("fb_terms", "fb_docs", "original_query_weight", "feedback_weight")}}
 
 
 def over_budget(err: TimeBudgetExceeded, index: str, mode: str, queries: int) -> None:

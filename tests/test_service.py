@@ -444,6 +444,10 @@ def test_config_from_environment(ff_index, tiny_index, monkeypatch):
     ({"INDEXES": "a={index}", "FF_MODE": "max"}, "FF_MODE must be one of maxp, firstp, avep, passage, got 'max'"),
     ({"INDEXES": "a={index}", "MISSING": "zero"}, "MISSING must be one of min, drop, got 'zero'"),
     ({"INDEXES": "a={index}", "MAX_RERANK_CANDIDATES": 0}, "MAX_RERANK_CANDIDATES must be a positive integer, got 0"),
+    ({"INDEXES": "a={index}", "PRF": "rm4"}, "PRF must be one of none, rm3, rocchio, got 'rm4'"),
+    ({"INDEXES": "a={index}", "MAX_FB_DOCS": 60},
+     "MAX_FB_DOCS must be at most 50 (Anserini's RM3 takes its feedback documents from the first 50 hits), got 60"),
+    ({"INDEXES": "a={index}", "MAX_FB_TERMS": 5}, "MAX_FB_TERMS must be at least 10 (the default fb_terms), got 5"),
 ])
 def test_bad_configuration_fails_at_start(ff_index, monkeypatch, config, message):
     monkeypatch.delenv("FF_INDEXES", raising=False)

@@ -1,5 +1,5 @@
 """Per-request settings of ``/v1/search`` (normalization, fusion, ff_mode, candidates, early_stop, dense_k,
-fields) and ``POST /v1/rerank``, on the tiny corpus: each answer is what ``FastForward`` computes with the same
+pseudo-relevance feedback, fields) and ``POST /v1/rerank``, on the tiny corpus: each answer is what ``FastForward`` computes with the same
 settings, and each bad value or contradiction is a 400 naming the field."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from indexing.build import build_index
+from ranker.prf import PrfSettings
 from service.app import create_app
 from tests.conftest import write_beir
 
@@ -107,6 +108,52 @@ def test_early_stop_is_the_exact_top(client, ff):
     assert [h["score"] for h in body["hits"]] == pytest.approx(want["score"].tolist()[:2], abs=1e-6)
 
 
+PRF_REQUESTS = [{"prf": "rm3"}, {"prf": "rm3", "fb_terms": 3, "fb_docs": 1, "original_query_weight": 0.8},
+                {"prf": "rocchio", "fb_docs": 2, "feedback_weight": 0.5}]
+
+
+@pytest.mark.parametrize("request_prf", PRF_REQUESTS)
+def test_prf_gives_the_rankings_of_fast_forward_and_bm25(client, ff, request_prf):
+    """Each BM25 mode with feedback ranks as ``FastForward.rank`` / ``BM25Searcher.search_one`` with those settings;
+    the response states every feedback parameter, defaults filled in (null where the method has none)."""
+    settings = PrfSettings(request_prf["prf"], **{k: v for k, v in request_prf.items() if k != "prf"})
+    stated = {"fb_terms": settings.fb_terms, "fb_docs": settings.fb_docs,
+              "original_query_weight": settings.original_query_weight, "feedback_weight": settings.feedback_weight}
+    for mode, want in (("ff", reference(ff, k_s=100, prf=settings)),
+                       ("hybrid", reference(ff, k_s=100, dense_k=10, prf=settings)),
+                       ("bm25", pd.DataFrame(dict(zip(("docno", "score"), ff.sparse.search_one(Q, 100, prf=settings)))))):
+        for method in ("GET", "POST"):
+            query = {"q": Q, "k": 100, "mode": mode, **request_prf}
+            body = ok(client.get("/v1/search", query_string=query) if method == "GET" else
+                      client.post("/v1/search", json=query))
+            assert body["prf"] == settings.method and {k: body[k] for k in stated} == stated
+            assert [h["docno"] for h in body["hits"]] == want["docno"].tolist(), (mode, method)
+            assert [h["score"] for h in body["hits"]] == pytest.approx(want["score"].tolist(), abs=1e-6)
+    plain = ok(client.get("/v1/search", query_string={"q": Q, "k": 100, "mode": "bm25"}))
+    assert plain["prf"] == "none" and plain["fb_terms"] is None
+    assert [h["score"] for h in plain["hits"]] != [h["score"] for h in body["hits"]]  # feedback changed the scores
+    dense = ok(client.get("/v1/search", query_string={"q": Q, "mode": "dense", **request_prf}))
+    assert dense["prf"] is None and dense["fb_docs"] is None  # no BM25 search to expand
+
+
+def test_prf_from_the_configuration(ff_index, tiny_index, ff):
+    app = create_app({"TESTING": True, "INDEXES": {"tiny": str(ff_index)}, "PRF": "rocchio", "MAX_FB_DOCS": 20})
+    client = app.test_client()
+    body = ok(client.get("/v1/search", query_string={"q": Q, "k": 100, "fb_docs": 20, "candidates": 100}))
+    assert (body["prf"], body["fb_docs"], body["feedback_weight"]) == ("rocchio", 20, 0.75)
+    assert [h["docno"] for h in body["hits"]] == reference(
+        ff, k_s=100, prf=PrfSettings("rocchio", fb_docs=20))["docno"].tolist()
+    bad(client.get("/v1/search", query_string={"q": Q, "fb_docs": 21}), "fb_docs",
+        "fb_docs must be an integer from 1 to 20, got 21")
+    bad(client.get("/v1/search", query_string={"q": Q, "prf": "none", "fb_docs": 2}), "fb_docs",
+        "fb_docs needs prf rm3 or rocchio, got prf 'none'")
+    spec = client.get("/openapi.json").get_json()["components"]["schemas"]["SearchRequest"]
+    assert spec["properties"]["prf"]["default"] == "rocchio" and spec["properties"]["fb_docs"]["maximum"] == 20
+    assert spec["dependentSchemas"]["fb_docs"] == {"properties": {"prf": {"enum": ["rm3", "rocchio"]}},
+                                                   "required": []}  # absent prf is rocchio here
+    assert client.get("/v1/indexes").get_json()["config"]["prf"] == "rocchio"
+
+
 def test_fields_choose_what_a_hit_carries(client):
     body = ok(client.get("/v1/search?q=pasta+water&fields=score,docno,score"))
     assert body["fields"] == ["docno", "score"]  # once each, in the documented order
@@ -134,6 +181,19 @@ def test_fields_choose_what_a_hit_carries(client):
      "fields[1] must be one of docno, rank, score, score_sparse, score_dense, title, snippet, got 'url'"),
     ({"fields": ""}, "fields[0]",
      "fields[0] must be one of docno, rank, score, score_sparse, score_dense, title, snippet, got ''"),
+    ({"prf": "rm4"}, "prf", "prf must be one of none, rm3, rocchio, got 'rm4'"),
+    ({"fb_terms": 5}, "fb_terms", "fb_terms needs prf rm3 or rocchio, got prf 'none'"),
+    ({"original_query_weight": 0.3}, "original_query_weight",
+     "original_query_weight needs prf rm3 or rocchio, got prf 'none'"),
+    ({"prf": "rm3", "feedback_weight": 0.5}, "feedback_weight",
+     ("feedback_weight (Rocchio's beta) needs prf rocchio, got prf 'rm3'; RM3 gives its feedback terms "
+      "1 - original_query_weight")),
+    ({"feedback_weight": 0.5}, "feedback_weight", "feedback_weight (Rocchio's beta) needs prf rocchio, got prf 'none'"),
+    ({"prf": "rm3", "fb_terms": 101}, "fb_terms", "fb_terms must be an integer from 1 to 100, got 101"),
+    ({"prf": "rocchio", "fb_docs": 51}, "fb_docs", "fb_docs must be an integer from 1 to 50, got 51"),
+    ({"prf": "rocchio", "fb_docs": 0}, "fb_docs", "fb_docs must be an integer from 1 to 50, got 0"),
+    ({"prf": "rm3", "original_query_weight": 1.5}, "original_query_weight",
+     "original_query_weight must be a number from 0 to 1, got 1.5"),
 ])
 def test_bad_settings_are_a_400_naming_the_field(client, query, field, message):
     bad(client.get("/v1/search", query_string={"q": "x", **query}), field, message)
@@ -241,3 +301,6 @@ def test_rerank_is_counted_and_documented(client):
     assert rerank["candidates"]["maxItems"] == 6 and rerank["index"]["enum"] == ["tiny"]
     search = spec["components"]["schemas"]["SearchRequest"]["properties"]
     assert (search["candidates"]["maximum"], search["dense_k"]["maximum"]) == (500, 50)
+    assert (search["fb_terms"]["maximum"], search["fb_docs"]["maximum"], search["prf"]["default"]) == (100, 50, "none")
+    rules = spec["components"]["schemas"]["SearchRequest"]["dependentSchemas"]
+    assert rules["feedback_weight"] == {"properties": {"prf": {"enum": ["rocchio"]}}, "required": ["prf"]}
