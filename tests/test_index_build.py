@@ -140,7 +140,7 @@ def test_fast_bm25_hits_cross_from_java_exactly(tiny_index, tmp_path):
     fast = BM25Searcher(tiny_index)._fast
     for text in read_queries(write_beir(tmp_path / "q"), split="test")["query"]:
         query = fast._generator.buildQuery("contents", fast._analyzer, text)
-        proxies = fast._searcher.search(query, 20).scoreDocs  # one pyjnius proxy per hit: the slow way
+        proxies = fast.searcher.search(query, 20).scoreDocs  # one pyjnius proxy per hit: the slow way
         docs, scores = fast.hits(text, 20)
         assert len(proxies) > 0 and docs.dtype == "int64" and scores.dtype == "float32"
         assert docs.tolist() == [h.doc for h in proxies]
