@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ranker.forward_index import DTYPES, KIND, MANIFEST, VERSION, encode_ids, max_row_norm, sha256_file
+from ranker.forward_index import DTYPES, KIND, MANIFEST, VERSION, encode_ids, max_row_norm
 from ranker.quantization import Codec, code_layout
+from ranker.textio import sha256_file
 
 # Manifest keys the writer sets itself; a derived index carries over everything else.
 WRITER_KEYS = frozenset({"kind", "version", "created", "dim", "dtype", "similarity", "documents", "vectors", "files",

@@ -30,8 +30,7 @@ import numpy as np
 
 from ranker.errors import InputError
 from ranker.forward_index import MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
-from ranker.index_layout import read_kind_manifest
-from ranker.textio import sha256_file
+from ranker.index_layout import check_listed_file, read_kind_manifest
 
 ANN_DIR = "ann"
 INDEX_FILE = "index.faiss"
@@ -147,14 +146,7 @@ class AnnIndex:
         if manifest["built_from"].get("encoder_fingerprint") != (encoder or {}).get("fingerprint"):
             raise InputError(f"{path}: built from vectors of another encoder; rebuild it with ff-index ann build")
         file = path / INDEX_FILE
-        expected = manifest["file"]
-        if not file.is_file():
-            raise InputError(f"{file}: missing from the ANN index")
-        if file.stat().st_size != expected["bytes"]:
-            raise InputError(f"{file}: {file.stat().st_size} bytes, {path / MANIFEST} says {expected['bytes']} "
-                             "(truncated or replaced)")
-        if verify and sha256_file(file) != expected["sha256"]:
-            raise InputError(f"{file}: checksum does not match {path / MANIFEST}")
+        check_listed_file(file, manifest["file"], verify, "the ANN index")
         flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if manifest["params"]["type"] != "hnsw" else 0)
         try:
             faiss_index = faiss.read_index(str(file), flags)

@@ -41,10 +41,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ranker.errors import InputError
-from ranker.index_layout import load_manifest, read_kind_manifest
+from ranker.index_layout import check_listed_file, load_manifest, read_kind_manifest
 from ranker.pages import RowReader, release_file_pages
 from ranker.quantization import Codec, check_params, code_layout, expected_arrays, make_codec
-from ranker.textio import sha256_file
 
 if TYPE_CHECKING:
     from ranker.ranking import Ranking
@@ -153,13 +152,7 @@ class ForwardIndex:
             expected = manifest["files"].get(f"{name}.npy")
             if expected is None:
                 raise InputError(f"{path / MANIFEST}: files lists no {name}.npy")
-            if not file.is_file():
-                raise InputError(f"{file}: missing from the forward index")
-            if file.stat().st_size != expected["bytes"]:
-                raise InputError(f"{file}: {file.stat().st_size} bytes, manifest says {expected['bytes']} "
-                                 "(truncated or replaced)")
-            if verify and sha256_file(file) != expected["sha256"]:
-                raise InputError(f"{file}: checksum does not match the manifest")
+            check_listed_file(file, expected, verify, "the forward index")
             try:
                 arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
             except (ValueError, OSError) as err:

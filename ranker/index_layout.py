@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ranker.errors import InputError
+from ranker.textio import sha256_file
 
 MANIFEST = "manifest.json"
 LUCENE_DIR = "lucene"
@@ -67,6 +68,19 @@ def read_kind_manifest(directory: Path, kind: str, version: int, what: str, kind
     if manifest.get("version") != version:
         raise InputError(f"{file}: version {manifest.get('version')} is not supported (expected {version})")
     return manifest
+
+
+def check_listed_file(file: Path, expected: dict[str, Any], verify: bool, part: str) -> None:
+    """Check a file its directory's manifest lists (``{"bytes", "sha256"}``): present, of that size, and with
+    ``verify`` that checksum; a one-line :class:`InputError` naming the file otherwise (``part``: e.g. "the
+    forward index")."""
+    if not file.is_file():
+        raise InputError(f"{file}: missing from {part}")
+    if file.stat().st_size != expected["bytes"]:
+        raise InputError(f"{file}: {file.stat().st_size} bytes, manifest says {expected['bytes']} "
+                         "(truncated or replaced)")
+    if verify and sha256_file(file) != expected["sha256"]:
+        raise InputError(f"{file}: checksum does not match the manifest")
 
 
 def lucene_path(index_dir: str | Path) -> Path:
