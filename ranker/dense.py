@@ -96,10 +96,32 @@ class DenseSearcher:
 
     def _top_rows(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The best rows per query, enough of them for ``k`` documents: through the ANN index, or exactly
-        (``k * max_passages`` rows make MaxP exact)."""
-        if self.ann is not None:
-            return self.ann.search(query_vectors, k)
-        return exact_top_rows(self.index, query_vectors, min(self.index.num_vectors, k * self._max_passages))
+        (``k * max_passages`` rows make MaxP exact).
+
+        A live index (:class:`ranker.live.LiveForwardIndex`) drops the rows of deleted documents (asking for as
+        many more rows as it has deleted ones); its ANN index covers the base vectors only, so the delta shards'
+        rows are scanned exactly and merged in.
+        """
+        wanted = k * self._max_passages
+        dead = getattr(self.index, "dead_rows", None)
+        dead_base, dead_delta = self.index.dead_counts() if hasattr(self.index, "dead_counts") else (0, 0)
+        delta = getattr(self.index, "delta_index", None) if self.ann is not None else None
+        if self.ann is None:
+            scores, rows = exact_top_rows(self.index, query_vectors,
+                                          min(self.index.num_vectors, wanted + dead_base + dead_delta))
+        else:
+            scores, rows = self.ann.search(query_vectors, k + dead_base)
+        if delta is not None:
+            more_scores, more_rows = exact_top_rows(delta, query_vectors, min(delta.num_vectors, wanted + dead_delta))
+            more_rows = np.where(more_rows >= 0, more_rows + self.index.base_vectors, -1)
+            scores, rows = np.hstack([scores, more_scores]), np.hstack([rows, more_rows])
+        elif dead is None:
+            return scores, rows
+        if dead is not None and rows.size:
+            drop = (rows >= 0) & dead[np.maximum(rows, 0)]
+            scores, rows = np.where(drop, -np.inf, scores).astype(np.float32), np.where(drop, -1, rows)
+        order = np.lexsort((np.where(rows < 0, np.iinfo(np.int64).max, rows), -scores), axis=1)
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
     def _documents(self, qids: list[str], scores: np.ndarray, rows: np.ndarray, k: int) -> Ranking:
         """Rows to documents (MaxP: the best row of each document counts), top ``k`` per query."""

@@ -109,10 +109,13 @@ class FastForward:
         and ``query_threads``: see :class:`QueryEncoder`; ``access``: how vectors are read
         (:meth:`ForwardIndex.open`; ``pread`` for batch jobs over large indexes).
         """
-        sparse = BM25Searcher(index_dir, k1=k1, b=b)
-        if "vectors" not in sparse.manifest:
-            raise InputError(f"{index_dir}: has no forward index; build it with ff-index build --encoder")
-        index = ForwardIndex.open(index_dir, access=access)
+        from ranker import live
+
+        with live.reading(index_dir):  # Lucene and vectors of one generation of the live updates
+            sparse = BM25Searcher(index_dir, k1=k1, b=b)
+            if "vectors" not in sparse.manifest:
+                raise InputError(f"{index_dir}: has no forward index; build it with ff-index build --encoder")
+            index = live.open_live_forward(index_dir, sparse.live, access=access)
         recorded = index.manifest["encoder"]
         if encoder is None:
             query_encoder = read_query_encoder(index_dir)
@@ -133,8 +136,8 @@ class FastForward:
 
         exact = exact or not has_ann(self.sparse.index_dir)
         with self._dense_lock:
-            if exact not in self._searchers:
-                ann = None if exact else AnnIndex.open(self.sparse.index_dir, self.index)
+            if exact not in self._searchers:  # an ANN index covers the vectors as built (live updates: the base)
+                ann = None if exact else AnnIndex.open(self.sparse.index_dir, getattr(self.index, "base", self.index))
                 self._searchers[exact] = DenseSearcher(self.index, ann)
             return self._searchers[exact]
 
@@ -384,7 +387,11 @@ class FastForward:
         if self._row_map is _UNSET:
             with self._dense_lock:
                 if self._row_map is _UNSET:
-                    self._row_map = read_row_map(self.sparse.index_dir, self.index)
+                    fast = self.sparse._fast
+                    if self.sparse.live is not None and fast is not None and self.sparse.live_rows is not None:
+                        self._row_map = RowMap(fast._docnos, fast._rank, self.sparse.live_rows)  # the generation's
+                    else:
+                        self._row_map = read_row_map(self.sparse.index_dir, self.index)
         return self._row_map  # type: ignore[return-value]
 
     def hits_path(self, fusion: str = "interpolate", mode: str = "maxp", early_stop: int | None = None) -> bool:
@@ -440,5 +447,5 @@ class FastForward:
 
     def describe(self) -> dict[str, Any]:
         """What this pipeline serves (for logs and the API)."""
-        return {"documents": self.index.num_docs, "vectors": self.index.num_vectors,
+        return {"documents": getattr(self.index, "live_docs", self.index.num_docs), "vectors": self.index.num_vectors,
                 "encoder": self.index.manifest["encoder"]["name"], "dim": self.index.dim}

@@ -53,25 +53,39 @@ class BM25Searcher:
             raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
+        from ranker import live
         from ranker.java import autoclass
 
-        self._searcher = autoclass("io.anserini.search.SimpleSearcher")(str(lucene_path(self.index_dir)))
-        self._searcher.set_bm25(float(k1), float(b))
         self._array_list = autoclass("java.util.ArrayList")
         self.k1, self.b = k1, b
         self._fast: _LuceneTopK | None = None
         self._feedback: FeedbackSearcher | None = None
         self._feedback_lock = threading.Lock()
-        docnos = self.index_dir / LUCENE_DOCNOS
-        if docnos.is_file():  # memory-mapped: every process shares the pages
-            rank_file = self.index_dir / LUCENE_DOCNO_RANK
-            rank = np.load(rank_file, mmap_mode="r", allow_pickle=False) if rank_file.is_file() else None
-            self._fast = _LuceneTopK(lucene_path(self.index_dir), np.load(docnos, mmap_mode="r", allow_pickle=False),
-                                     k1, b, self._searcher.get_analyzer(), rank)
+        self.generation = 0  # of the live updates (ranker.live); 0: the index as built
+        self.live: live.LiveState | None = None
+        self.live_rows: np.ndarray | None = None  # the generation's Lucene doc number -> forward position
+        with live.reading(self.index_dir):  # no update commits while the readers and maps are opened
+            self._searcher = autoclass("io.anserini.search.SimpleSearcher")(str(lucene_path(self.index_dir)))
+            self._searcher.set_bm25(float(k1), float(b))
+            docnos = self.index_dir / LUCENE_DOCNOS
+            if docnos.is_file():  # memory-mapped: every process shares the pages
+                searcher = _bm25_searcher(lucene_path(self.index_dir), k1, b)
+                self.generation = live.commit_generation(searcher.getIndexReader())
+                self.live = live.read_state(self.index_dir, self.generation)
+                if self.live is not None:
+                    doc_ids, rank, self.live_rows = live.row_map_arrays(self.index_dir, self.live)
+                else:
+                    rank_file = self.index_dir / LUCENE_DOCNO_RANK
+                    rank = np.load(rank_file, mmap_mode="r", allow_pickle=False) if rank_file.is_file() else None
+                    doc_ids = np.load(docnos, mmap_mode="r", allow_pickle=False)
+                self._fast = _LuceneTopK(searcher, lucene_path(self.index_dir), doc_ids, self._searcher.get_analyzer(),
+                                         rank)
 
     @property
     def num_docs(self) -> int:
-        """Number of documents in the Lucene index."""
+        """Number of (live) documents in the Lucene index."""
+        if self._fast is not None:
+            return int(self._fast.searcher.getIndexReader().numDocs())
         return int(self._searcher.get_total_num_docs())
 
     def search(self, queries: pd.DataFrame, k: int = 1000, threads: int | None = None,
@@ -199,11 +213,12 @@ class _LuceneTopK:
 
     TIE_MARGIN = 64  # extra hits fetched so that ties at the k-th score are broken by docno, as Anserini does
 
-    def __init__(self, lucene_dir: Path, docnos: np.ndarray, k1: float, b: float, analyzer: Any,
+    def __init__(self, searcher: Any, lucene_dir: Path, docnos: np.ndarray, analyzer: Any,
                  docno_rank: np.ndarray | None = None) -> None:
+        """``searcher``: a Lucene ``IndexSearcher`` over ``lucene_dir`` with BM25 (:func:`_bm25_searcher`)."""
         from ranker.java import autoclass
 
-        self.searcher = _bm25_searcher(lucene_dir, k1, b)
+        self.searcher = searcher
         if int(self.searcher.getIndexReader().maxDoc()) != len(docnos):
             raise ValueError(f"{lucene_dir}: {self.searcher.getIndexReader().maxDoc()} Lucene documents but "
                              f"{len(docnos)} docnos")
