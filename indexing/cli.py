@@ -61,6 +61,7 @@ def make_parser() -> argparse.ArgumentParser:
     add.add_argument("--force", action="store_true", help="replace an existing forward index")
 
     _add_ann_parser(sub)
+    _add_update_parsers(sub)
 
     quant = sub.add_parser("quantize", help="write a copy of an index with float16, int8 or PQ vectors",
                            description="Copy an index (Lucene part and manifest) to --out with its forward index "
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.index}: queries are encoded with {record['path'] if record else 'the index encoder'}")
     elif args.command == "ann":
         _ann(args)
+    elif args.command in ("add", "delete", "compact"):
+        return _update(args)
     elif args.command == "synthesize":
         from indexing.synthetic import synthesize
 
@@ -184,6 +187,56 @@ def main(argv: list[str] | None = None) -> int:
         from indexing.shards_cli import run
 
         return run(args)
+    return 0
+
+
+def _add_update_parsers(sub: Any) -> None:
+    add = sub.add_parser("add", help="add or replace documents in an index (live update)",
+                         description="Add documents to an index, or replace those whose docno it holds, as one "
+                                     "batch: BM25 and vectors (encoded with the index's encoder). The batch is "
+                                     "durable and visible whole when the command ends; a bad document rejects "
+                                     "the whole batch.")
+    add.add_argument("--index", required=True, help="index directory")
+    add.add_argument("--docs", required=True,
+                     help="documents: JSONL with docno (or _id/id), title, text (or contents), or a BEIR directory")
+    delete = sub.add_parser("delete", help="delete documents from an index (live update)",
+                            description="Delete documents by docno, as one batch; an unknown docno changes nothing.")
+    delete.add_argument("--index", required=True, help="index directory")
+    delete.add_argument("docnos", nargs="+", metavar="DOCNO", help="documents to delete")
+    compact = sub.add_parser("compact", help="fold an index's live updates back into one plain index",
+                             description="Merge Lucene into one segment and write one forward index without the "
+                                         "deleted documents, atomically; an ANN index is dropped (rebuild it with "
+                                         "ff-index ann build).")
+    compact.add_argument("--index", required=True, help="index directory")
+
+
+def _update(args: argparse.Namespace) -> int:
+    """``ff-index add|delete|compact``; a failed update prints one line and exits 1."""
+    from pathlib import Path
+
+    from indexing import updates
+
+    try:
+        if args.command == "add":
+            docs = updates.read_documents(Path(args.docs))
+            result = updates.apply_updates(args.index, docs)
+            print(f"{args.index}: generation {result.generation}: {result.added:,} added, {result.replaced:,} "
+                  f"replaced; {result.documents:,} documents")
+        elif args.command == "delete":
+            result = updates.apply_updates(args.index, deletes=args.docnos)
+            print(f"{args.index}: generation {result.generation}: {result.deleted:,} deleted; "
+                  f"{result.documents:,} documents")
+        else:
+            had_ann = (Path(args.index) / "ann").is_dir()
+            manifest = updates.compact(args.index)
+            if manifest is None:
+                print(f"{args.index}: no live updates to compact")
+            else:
+                print(f"{args.index}: compacted ({manifest['bm25']['documents']:,} documents)"
+                      + ("; the ANN index was dropped: rebuild it with ff-index ann build" if had_ann else ""))
+    except updates.UpdateFailed as err:
+        print(f"ff-index: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

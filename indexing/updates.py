@@ -137,6 +137,33 @@ def check_docno(docno: Any, field: str = "docno") -> str:
     return docno
 
 
+def read_documents(path: Path) -> list[Document]:
+    """The documents of a file for ``ff-index add``: JSONL with ``docno``, ``title``, ``text`` (the HTTP
+    body's documents, one a line), or any corpus :func:`indexing.corpus.read_corpus` reads; checked as one
+    batch, a mistake names the file and line."""
+    from indexing.corpus import read_corpus
+    from ranker.textio import json_object, numbered_lines
+
+    items, lines = [], []
+    if path.is_file() and path.suffix == ".jsonl":
+        for line_no, line in numbered_lines(path):
+            if line.strip():
+                record = json_object(str(path), line_no, line)
+                if not items and "docno" not in record:  # another corpus format
+                    break
+                items.append(record)
+                lines.append(line_no)
+    if not items:
+        docs = list(read_corpus(path))
+        items = [{"docno": d.docno, "title": d.title, "text": d.text} for d in docs]
+    try:
+        return check_documents(items)
+    except BatchError as err:
+        at = re.match(r"documents\[(\d+)\]", err.field)
+        where = f"{path}:{lines[int(at.group(1))]}" if at and lines else str(path)
+        raise InputError(f"{where}: {err}") from None
+
+
 def apply_updates(index_dir: str | Path, documents: Sequence[Document] = (), deletes: Sequence[str] = (),
                   encoder: Any = None) -> UpdateResult:
     """Add or replace ``documents`` and delete ``deletes`` (docnos the index must hold) as one generation.

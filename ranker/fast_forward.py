@@ -99,7 +99,7 @@ class FastForward:
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
              b: float = DEFAULT_B, allow_encoder_mismatch: bool = False, query_runtime: str = "torch",
-             query_threads: int = 1, access: str = "mmap") -> FastForward:
+             query_threads: int = 1, access: str = "mmap", query_encoder: QueryEncoder | None = None) -> FastForward:
         """Open an index directory that has both ``lucene/`` and ``vectors/``.
 
         ``encoder`` (a name or directory) defaults to the query encoder recorded
@@ -107,7 +107,9 @@ class FastForward:
         must be that model or one distilled from it (:mod:`ranker.query_encoder`);
         anything else is an error unless ``allow_encoder_mismatch``. ``query_runtime``
         and ``query_threads``: see :class:`QueryEncoder`; ``access``: how vectors are read
-        (:meth:`ForwardIndex.open`; ``pread`` for batch jobs over large indexes).
+        (:meth:`ForwardIndex.open`; ``pread`` for batch jobs over large indexes). ``query_encoder``: an encoder
+        already loaded for this index (another version of it whose vectors and query encoder are the same, e.g.
+        after a live update), used as it is.
         """
         from ranker import live
 
@@ -116,6 +118,8 @@ class FastForward:
             if "vectors" not in sparse.manifest:
                 raise InputError(f"{index_dir}: has no forward index; build it with ff-index build --encoder")
             index = live.open_live_forward(index_dir, sparse.live, access=access)
+        if query_encoder is not None:
+            return cls(sparse, index, query_encoder)
         recorded = index.manifest["encoder"]
         if encoder is None:
             query_encoder = read_query_encoder(index_dir)

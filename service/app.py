@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from service import admin, cors, documents, errors, health, openapi, page, params, rerank, search
+from service import admin, cors, documents, errors, health, openapi, page, params, rerank, search, updates
 from service.config import fill_config
 from service.metrics import Metrics
 from service.resources import Registry, release_request_handles
@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep hits' fields in the documented order
 
     errors.register(app)
-    for blueprint in (search.bp, rerank.bp, documents.bp, admin.bp, health.bp, openapi.bp, page.bp):
+    for blueprint in (search.bp, rerank.bp, documents.bp, updates.bp, admin.bp, health.bp, openapi.bp, page.bp):
         app.register_blueprint(blueprint)
     cors.register(app)
 

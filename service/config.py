@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FB_TERMS": 100,         # a request's fb_terms (expansion terms) may ask for up to this many
     "MAX_FB_DOCS": 50,           # ... and fb_docs (feedback documents) up to this many (at most 50: RM3 reads 50 hits)
     "MAX_RERANK_CANDIDATES": 1000,  # POST /v1/rerank: candidates per request
+    "MAX_UPDATE_DOCUMENTS": 1000,  # POST /v1/indexes/<name>/documents: documents per batch
     "SNIPPET_CHARS": 200,
     "TORCH_THREADS": None,       # threads per worker for query encoding (torch or ONNX Runtime); None: torch's default
     "QUERY_RUNTIME": "onnx",     # onnx: the query encoder on ONNX Runtime (PyTorch if its export fails); torch
@@ -260,7 +261,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     from ranker.prf import PRF_METHODS, RM3_FEEDBACK_POOL
 
     for key in ("CANDIDATES", "MAX_CANDIDATES", "DENSE_K", "MAX_DENSE_K", "MAX_K", "MAX_QUERY_CHARS", "MAX_BATCH",
-                "MAX_RERANK_CANDIDATES", "SNIPPET_CHARS", "MAX_CONTENT_LENGTH", "MAX_FB_TERMS", "MAX_FB_DOCS"):
+                "MAX_RERANK_CANDIDATES", "MAX_UPDATE_DOCUMENTS", "SNIPPET_CHARS", "MAX_CONTENT_LENGTH", "MAX_FB_TERMS", "MAX_FB_DOCS"):
         if not _positive_int(config[key]):
             raise _bad(key, f"{key} must be a positive integer, got {config[key]!r}")
     for key, high in (("MAX_FB_TERMS", None), ("MAX_FB_DOCS", RM3_FEEDBACK_POOL)):

@@ -76,10 +76,11 @@ def _index(registry: Registry, name: str) -> dict[str, Any]:
     one handle), else the version to be loaded."""
     if registry.ready:
         handle = registry.get(name)
-        manifest, version = handle.manifest, handle.version
+        manifest, version, documents = handle.manifest, handle.version, handle.documents
     else:
         manifest, version = registry.manifests[name], registry.versions[name]
+        documents = manifest.get("bm25", {}).get("documents")
     return {"name": name, "default": name == registry.default,
             "modes": list(MODES) if registry.has_vectors(name) else ["bm25"], "loaded": registry.ready,
             "version": version, "created": manifest.get("created"),
-            "documents": manifest.get("bm25", {}).get("documents"), "manifest": manifest}
+            "documents": documents, "manifest": manifest}

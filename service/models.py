@@ -83,6 +83,7 @@ class Limits:
     prf: str
     max_fb_terms: int
     max_fb_docs: int
+    max_update_documents: int = 1000
     read_token: bool = False   # whether the read endpoints need a token
     admin_token: bool = False  # whether the admin endpoints are on
 
@@ -95,7 +96,7 @@ class Limits:
                    config["CANDIDATES"], config["MAX_CANDIDATES"], config["DENSE_K"], config["MAX_DENSE_K"],
                    config["MAX_RERANK_CANDIDATES"], config["SNIPPET_CHARS"], config["MAX_CONTENT_LENGTH"],
                    config["TIME_BUDGET_MS"], config["PRF"], config["MAX_FB_TERMS"], config["MAX_FB_DOCS"],
-                   config["READ_TOKEN"] is not None, config["ADMIN_TOKEN"] is not None)
+                   config["MAX_UPDATE_DOCUMENTS"], config["READ_TOKEN"] is not None, config["ADMIN_TOKEN"] is not None)
 
     @property
     def bm25_only(self) -> tuple[str, ...]:
@@ -120,11 +121,12 @@ class ApiModels:
     reload_body: type[BaseModel]    # POST /v1/admin/reload
     responses: tuple[type[BaseModel], ...]
     limits: Limits
+    documents_body: type[BaseModel] | None = None  # POST /v1/indexes/<name>/documents
 
     @functools.cached_property
     def schemas(self) -> dict[str, Any]:
         """Every model's JSON schema, by model name, ``$ref``s pointing into ``#/components/schemas``."""
-        models = [self.search_body, self.rerank_body, self.reload_body, *self.responses]
+        models = [self.search_body, self.rerank_body, self.reload_body, self.documents_body, *self.responses]
         _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF,
                                     schema_generator=_NoFieldTitles)
         return top["$defs"]
@@ -191,7 +193,8 @@ def build_models(limits: Limits) -> ApiModels:
         queries=(list[item], _absent(f"1 to {limits.max_batch} queries with distinct qids", min_length=1,
                                      max_length=limits.max_batch)),
         **fields, __validators__={"rules": model_validator(mode="after")(_search_rules(limits, batch=True))})
-    return ApiModels(query, body, _rerank_body(limits), _reload_body(limits), _response_models(limits), limits)
+    return ApiModels(query, body, _rerank_body(limits), _reload_body(limits), _response_models(limits), limits,
+                     _documents_body(limits))
 
 
 def _query_text(limits: Limits) -> Any:
@@ -443,6 +446,39 @@ def _reload_body(limits: Limits) -> type[BaseModel]:
         __validators__={"rules": model_validator(mode="after")(rules)})
 
 
+# Whitespace as str.isspace() has it (what the corpus readers and indexing.updates refuse in a docno), spelt out:
+# JSON Schema's and pydantic's \\s differ from Python's.
+_SPACE = "".join(f"\\u{c:04x}" for c in range(0x10000) if chr(c).isspace())
+DOCNO_PATTERN = f"^[^{_SPACE}\\u0000]+$"
+TEXT_PATTERN = f"[^{_SPACE}]"
+
+
+def _documents_body(limits: Limits) -> type[BaseModel]:
+    """``POST /v1/indexes/<name>/documents``: a batch of documents to add or replace."""
+    from service.documents import MAX_DOCNO_CHARS
+
+    def rules(request: Any) -> Any:
+        _distinct(request.documents, "documents", "docno")
+        return request
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["description"] = ("documents to add, or to replace (a docno the index holds); applied whole or not at "
+                                 "all; each docno at most once")
+
+    document = create_model(
+        "UpdateDocument", __config__=ConfigDict(extra="forbid", strict=True),
+        docno=(Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOCNO_CHARS, pattern=DOCNO_PATTERN)],
+               Field(description="the document ID (no whitespace)")),
+        title=(str, Field("", description="the title (default: none)")),
+        text=(Annotated[str, StringConstraints(pattern=TEXT_PATTERN)],
+              Field(description="the text (not empty or only whitespace)")))
+    return create_model(
+        "DocumentsRequest", __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra=extra),
+        documents=(Annotated[list[document], Field(min_length=1, max_length=limits.max_update_documents)],
+                   Field(description=f"1 to {limits.max_update_documents} documents (MAX_UPDATE_DOCUMENTS)")),
+        __validators__={"rules": model_validator(mode="after")(rules)})
+
+
 def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
     """The models of every JSON answer (what the server sends; ``tests/test_openapi.py`` holds it to them)."""
     closed = ConfigDict(extra="forbid")
@@ -667,6 +703,22 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         indexes: list[ReloadedIndex]
         workers: list[Worker]
 
+    class UpdateResponse(BaseModel):
+        """A batch of document updates: durable once answered; complete: every worker serves it."""
+
+        model_config = closed
+        index: names
+        generation: Annotated[int, Field(ge=1)] = Field(description="the index's update generation the batch made")
+        version: Version = Field(description="the version served now (index_version of the answers)")
+        previous_version: Version
+        added: Annotated[int, Field(ge=0)]
+        replaced: Annotated[int, Field(ge=0)]
+        deleted: Annotated[int, Field(ge=0)]
+        documents: Annotated[int, Field(ge=0)] = Field(description="documents in the index now")
+        complete: bool = Field(description="whether every worker serves the new version (else some had not "
+                                           "switched within RELOAD_WAIT_SECONDS; see workers)")
+        workers: list[Worker]
+
     class AdminStatus(BaseModel):
         """What the server serves: the indexes of the worker that answered, and every worker's versions."""
 
@@ -691,7 +743,7 @@ def _response_models(limits: Limits) -> tuple[type[BaseModel], ...]:
         error: ErrorDetail = _absent("why not ready")
 
     return (Hit, Timings, SearchResponse, BatchSearchResponse, RerankResponse, Document, IndexList, ErrorDetail,
-            Error, Health, Ready, ReloadResponse, AdminStatus)
+            Error, Health, Ready, ReloadResponse, UpdateResponse, AdminStatus)
 
 
 def _hits_follow_fields(path: list[str]) -> Callable[[dict[str, Any]], None]:

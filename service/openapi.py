@@ -67,6 +67,8 @@ def paths(models: ApiModels) -> dict[str, Any]:
         "/v1/indexes": {"get": reader(operation("indexes", "The served indexes, their versions, modes and manifests, "
                                                 "and the limits", json_response(ref("IndexList"), "the indexes")),
                                       limits)},
+        "/v1/indexes/{name}/documents": {"post": documents_post(limits)},
+        "/v1/indexes/{name}/documents/{docno}": {"delete": document_delete(limits)},
         "/v1/admin/reload": {"post": reload_post()},
         "/v1/admin/status": {"get": admin(operation("adminStatus", "What every worker serves",
                                                     json_response(ref("AdminStatus"), "the versions served"),
@@ -155,6 +157,50 @@ def reload_post() -> dict[str, Any]:
     })
 
 
+UPDATE_DESCRIPTION = ("Applied whole or not at all, and durable (fsynced and committed) before the answer; the "
+                      "answering worker then serves the new version and the others follow within "
+                      "RELOAD_POLL_SECONDS plus their reopen time; the answer comes once all do (or after "
+                      "RELOAD_WAIT_SECONDS, complete false). Updates to one index are applied one at a time. A full "
+                      "disk is a 507 and another failure while writing a 500; either way nothing is applied.")
+
+
+def index_name_parameter(limits: Limits) -> dict[str, Any]:
+    """The ``{name}`` of an index in a path."""
+    return {"name": "name", "in": "path", "required": True, "description": "a served index",
+            "schema": {"type": "string", "enum": list(limits.index_names)}}
+
+
+def documents_post(limits: Limits) -> dict[str, Any]:
+    """``POST /v1/indexes/{name}/documents``: add or replace a batch."""
+    examples = {"two documents": {"value": {"documents": [
+        {"docno": "d1", "title": "Vitamin D", "text": "Vitamin D and cancer risk."},
+        {"docno": "d2", "text": "Smoking and lung cancer."}]}}}
+    return admin({
+        **operation("addDocuments", "Add documents, or replace those whose docno the index holds (BM25 and vectors)",
+                    json_response(ref("UpdateResponse"), "the batch is durable and served"),
+                    errors(400, 413, 503, 507)),
+        "description": f"1 to {limits.max_update_documents} documents (MAX_UPDATE_DOCUMENTS), each docno once; a "
+                       "bad document rejects the whole batch (400 naming documents[i] and the field). The vectors are "
+                       "encoded with the index's encoder. " + UPDATE_DESCRIPTION,
+        "parameters": [index_name_parameter(limits)],
+        "requestBody": request_body("DocumentsRequest", examples),
+    })
+
+
+def document_delete(limits: Limits) -> dict[str, Any]:
+    """``DELETE /v1/indexes/{name}/documents/{docno}``."""
+    from service.documents import MAX_DOCNO_CHARS
+
+    return admin({
+        **operation("deleteDocument", "Delete a document from every mode",
+                    json_response(ref("UpdateResponse"), "the deletion is durable and served"), errors(503, 507)),
+        "description": "A docno the index does not hold is a 404 and changes nothing. " + UPDATE_DESCRIPTION,
+        "parameters": [index_name_parameter(limits),
+                       {"name": "docno", "in": "path", "required": True, "description": "the document ID, byte for "
+                        "byte", "schema": {"type": "string", "minLength": 1, "maxLength": MAX_DOCNO_CHARS}}],
+    })
+
+
 def admin(op: dict[str, Any]) -> dict[str, Any]:
     """An admin operation: the admin token, 401 without it, 403 with another."""
     return {**op, "security": [{"adminToken": []}],
@@ -237,6 +283,7 @@ ERRORS = {
     500: ("InternalError", "a bug (the server log has the details); or, from an admin endpoint, an index that failed "
                            "to open"),
     503: ("Unavailable", "the indexes are still loading (Retry-After: 1) or failed to load; or {budget}"),
+    507: ("InsufficientStorage", "the disk is full; the update was not applied"),
 }
 
 

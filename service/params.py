@@ -130,6 +130,11 @@ def rerank_from_json_body(body: bytes, models: ApiModels) -> RerankRequest:
                          request.index, request.k, fusion, _fields(request.fields))
 
 
+def documents_from_json_body(body: bytes, models: ApiModels) -> Any:
+    """Check a ``POST /v1/indexes/<name>/documents`` body: ``{"documents": [{"docno", "title", "text"}, ...]}``."""
+    return _validate(models.documents_body, _json_object(body))
+
+
 def reload_from_json_body(body: bytes, models: ApiModels) -> Any:
     """Check a ``POST /v1/admin/reload`` body: empty, or ``{"index": ..., "path": ...}`` (both optional)."""
     return _validate(models.reload_body, _json_object(body) if body.strip() else {})

@@ -122,8 +122,15 @@ class IndexHandle:
 
     @property
     def documents(self) -> int | None:
-        """The number of documents BM25 searches."""
+        """The number of documents BM25 searches (after the live updates of the version)."""
+        if self.bm25.live is not None:
+            return self.bm25.live.documents
         return self.manifest.get("bm25", {}).get("documents")
+
+    @property
+    def generation(self) -> int:
+        """The live-update generation of this version (0: the index as built; :mod:`ranker.live`)."""
+        return self.bm25.generation
 
     def acquire(self) -> bool:
         """Hold it (for a registry or a request); ``False`` if it is already closed."""
@@ -301,16 +308,21 @@ class _Stages:
             self.checkpoint(stage)
 
 
-def index_version(path: Path) -> str:
+def index_version(path: Path, generation: int | None = None) -> str:
     """The version of the index at ``path``: a hash of its manifests (the top one, the forward index's, which lists
-    every vector file's checksum, the ANN index's) and of its query-encoder record. A rebuild, new vectors or a new
-    query encoder make a new version; the same files anywhere are the same version."""
+    every vector file's checksum, the ANN index's), of its query-encoder record and of the state of its live-update
+    ``generation`` (default: the one ``live/current.json`` names; :mod:`ranker.live`). A rebuild, new vectors, a
+    new query encoder or a batch of updates make a new version; the same files anywhere are the same version."""
+    from ranker import live
     from ranker.ann import ANN_DIR
     from ranker.forward_index import MANIFEST, VECTORS_DIR
     from ranker.query_encoder import QUERY_ENCODER_FILE
 
+    if generation is None:
+        generation = live.current_generation(path)
+    state = [f"{live.LIVE_DIR}/{live.state_name(generation)}"] if generation else []
     digest = hashlib.sha256()
-    for name in (MANIFEST, f"{VECTORS_DIR}/{MANIFEST}", f"{ANN_DIR}/{MANIFEST}", QUERY_ENCODER_FILE):
+    for name in (MANIFEST, f"{VECTORS_DIR}/{MANIFEST}", f"{ANN_DIR}/{MANIFEST}", QUERY_ENCODER_FILE, *state):
         try:
             data = (path / name).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
@@ -319,16 +331,19 @@ def index_version(path: Path) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch", threads: int = 1) -> IndexHandle:
+def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch", threads: int = 1,
+               previous: IndexHandle | None = None) -> IndexHandle:
     """Open the version of the index at ``path`` once per process (JVM, Lucene, forward index, encoder), warm it
     up, and hold it for the caller (who calls ``release()`` when done with it).
 
     ``query_runtime`` and ``threads``: how queries are encoded (:class:`ranker.query_encoder.QueryEncoder`).
-    An index replaced while it was being opened is an error (its parts could come from two versions).
+    ``previous``: the version served so far; if only live updates (:mod:`ranker.live`) changed since, its query
+    encoder is used again. An index replaced while it was being opened is an error (its parts could come from two
+    versions); its live updates name their generation, which the version then includes.
     """
     with_vectors = "vectors" in manifest
-    version = index_version(path)
-    key = (str(path.resolve()), version, with_vectors, query_runtime, threads)
+    base = index_version(path, generation=0)
+    key = (str(path.resolve()), index_version(path), with_vectors, query_runtime, threads)
     with _OPEN_LOCK:
         with _CACHE_LOCK:
             cached = _OPENED.get(key)
@@ -337,16 +352,21 @@ def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch
         if with_vectors:
             from ranker.fast_forward import FastForward
 
-            ff = FastForward.open(path, query_runtime=query_runtime, query_threads=threads)
-            handle = IndexHandle(path, manifest, ff.sparse, ff, version)
+            same_base = (previous is not None and previous.ff is not None and previous.path == path
+                         and index_version(previous.path, generation=0) == base)
+            ff = FastForward.open(path, query_runtime=query_runtime, query_threads=threads,
+                                  query_encoder=previous.ff.encoder if same_base and previous.ff else None)
+            handle = IndexHandle(path, manifest, ff.sparse, ff)
         else:
             from ranker.sparse import BM25Searcher
 
-            handle = IndexHandle(path, manifest, BM25Searcher(path), version=version)
+            handle = IndexHandle(path, manifest, BM25Searcher(path))
+        handle.version = version = index_version(path, handle.generation)
+        key = (*key[:1], version, *key[2:])
         handle.acquire()
         try:
             _warm_up(handle)
-            if index_version(path) != version:
+            if index_version(path, generation=0) != base:
                 from ranker.errors import InputError
 
                 raise InputError(f"{path}: the index was replaced while it was being opened; reload it again")
@@ -575,7 +595,8 @@ class Registry:
                     raise InputError(f"{target}: index {name!r} has {had}, this one has {has}; changing what an "
                                      "index offers needs a restart")
                 try:
-                    handle = open_index(target, manifest, self.query_runtime, self.torch_threads or 1)
+                    handle = open_index(target, manifest, self.query_runtime, self.torch_threads or 1,
+                                        self._handles.get(name))
                 except InputError:
                     raise
                 except Exception as err:
