@@ -272,6 +272,7 @@ class _Batch:
             _check_encodable(forward, self.index_dir)
         writer = None
         try:
+            dead = None
             writer, lucene = _LuceneWriter.open(self.index_dir / LUCENE_DIR)
             present = lucene.count_present([d.docno for d in documents] + deletes)
             missing = [d for d in deletes if not present[d]]
@@ -282,14 +283,17 @@ class _Batch:
             delta = self._write_delta(documents, forward) if forward is not None and documents else None
             if forward is not None:
                 gone = forward.lookup([d.docno for d in documents] + deletes)
-                dead = np.union1d(getattr(forward, "deleted", np.zeros(0, dtype=np.int64)), gone.doc[gone.found])
+                dead = np.union1d(getattr(forward, "deleted", np.zeros(0, dtype=np.int64)),
+                                  gone.doc[gone.found]).astype(np.int64)
                 self._save(live.generation_file("deleted", self.generation), dead.astype(np.int64))
             for doc in documents:
                 writer.upsert(doc)
             for docno in deletes:
                 writer.delete(docno)
-            new_ids, documents_now, max_doc = writer.new_documents(old_maps[0] if old_maps else None)
-            state = self._write_maps(old_maps, new_ids, max_doc, documents_now, forward, delta)
+            new_ids, renumbered, documents_now, max_doc = writer.new_documents(old_maps[0] if old_maps else None)
+            if renumbered:
+                old_maps = None
+            state = self._write_maps(old_maps, new_ids, max_doc, documents_now, forward, delta, dead)
             with live.flocked(self.index_dir, live.READ_LOCK, exclusive=True):
                 writer.commit(self.generation)
                 writer = None
@@ -355,14 +359,21 @@ class _Batch:
             _fsync_directory(tmp)
         return ForwardIndex.open(target)
 
-    def _write_maps(self, old: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None, new_ids: list[str] | None,
+    def _write_maps(self, old: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None, new_ids: list[str],
                     max_doc: int, documents: int, forward: ForwardIndex | None,
-                    delta: ForwardIndex | None) -> live.LiveState:
-        """The generation's row maps and state file (all fsynced)."""
+                    delta: ForwardIndex | None, dead: np.ndarray | None) -> live.LiveState:
+        """The generation's row maps and state file (all fsynced). ``old``: the previous maps, which the
+        ``new_ids`` extend; ``None``: ``new_ids`` are every doc number's, and the rows are looked up afresh."""
         g = self.generation
-        if new_ids is None:  # Lucene renumbered (or the index had no maps): read every id
-            raise UpdateFailed(f"{self.index_dir}: Lucene renumbered its documents; compact the index "
-                               "(ff-index compact) and apply the batch again")
+        if old is None and forward is not None:  # every Lucene document's row in the new live forward index
+            base = getattr(forward, "base", forward)
+            deltas = [*getattr(forward, "shards", [])[len(getattr(base, "shards", [base])):], *([delta] if delta else [])]
+            after = live.LiveForwardIndex(base.path, base, deltas, dead if dead is not None else np.zeros(0, np.int64))
+            rows = np.asarray(after.lookup(new_ids).doc, dtype=np.int32)
+            old = (np.zeros(0, dtype="S1"), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32))
+            new_ids, delta_rows = new_ids, rows
+        else:
+            delta_rows = None
         old_docnos = np.asarray(old[0]) if old is not None else np.zeros(0, dtype="S1")
         added = np.array([i.encode("utf-8") for i in new_ids], dtype=f"S{max((len(i.encode()) for i in new_ids), default=1)}")
         width = max(old_docnos.dtype.itemsize, added.dtype.itemsize)
@@ -378,7 +389,8 @@ class _Batch:
             first = forward.num_docs  # the new delta's documents come after every older document
             position = {} if delta is None else {docno: first + i for i, docno in
                                                   enumerate(np.asarray(delta.doc_ids).astype(str).tolist())}
-            new_rows = np.array([position.get(i, -1) for i in new_ids], dtype=np.int32)
+            new_rows = (delta_rows if delta_rows is not None
+                        else np.array([position.get(i, -1) for i in new_ids], dtype=np.int32))
             rows_name = live.generation_file("lucene_rows", g)
             self._save(rows_name, np.concatenate([np.asarray(old[2], dtype=np.int32), new_rows]))
             if delta is not None:
@@ -459,18 +471,19 @@ class _LuceneWriter:
         query = self._autoclass("org.apache.lucene.search.TermQuery")(self._term("id", docno))
         self.writer.deleteDocuments(query)
 
-    def new_documents(self, old_docnos: np.ndarray | None) -> tuple[list[str] | None, int, int]:
-        """After the batch: the ids of the doc numbers added after the old ones (``None`` if the old ones
-        moved), the live documents and the doc-number count."""
+    def new_documents(self, old_docnos: np.ndarray | None) -> tuple[list[str], bool, int, int]:
+        """After the batch: the ids of the doc numbers added after the old ones (or of every doc number, and
+        ``True``, if the old ones moved: Lucene drops a segment whose documents are all deleted), the live
+        documents and the doc-number count."""
         view = _LuceneReaderView(self._autoclass,
                                  self._autoclass("org.apache.lucene.index.DirectoryReader").open(self.writer))
         try:
             leaves = view.leaves()
             old_max = sum(n for _, n in self.old_leaves)
             kept = leaves[:len(self.old_leaves)] == self.old_leaves
-            if old_docnos is None or not kept or len(old_docnos) != old_max:
-                return None, view.num_docs(), view.max_doc()
-            return view.ids(old_max, view.max_doc()), view.num_docs(), view.max_doc()
+            if old_docnos is None or not kept or len(old_docnos) != old_max:  # a fully deleted segment went
+                return view.ids(0, view.max_doc()), True, view.num_docs(), view.max_doc()
+            return view.ids(old_max, view.max_doc()), False, view.num_docs(), view.max_doc()
         finally:
             view.close()
 

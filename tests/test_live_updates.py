@@ -220,3 +220,16 @@ def test_cli_add_delete_compact(base, tmp_path, capsys):
     assert ff_index(["compact", "--index", str(base)]) == 0
     assert capsys.readouterr().out == f"{base}: no live updates to compact\n"
     assert everywhere(base, "pasta")["bm25"] == ["4"]
+
+
+def test_replacing_a_whole_batch_renumbers_lucene_and_every_mode_follows(base):
+    """Lucene drops a segment whose documents are all deleted: the doc numbers after it move, and the row maps
+    are computed afresh."""
+    apply_updates(base, [Document("z", "", "Quantum chromodynamics of gluons.")])
+    apply_updates(base, docs(NEW))
+    apply_updates(base, [Document("z", "", "Sourdough bread with a crisp crust.")])
+    bread = everywhere(base, "sourdough bread crust")
+    assert all(found[0] == "z" for found in bread.values()), bread
+    assert everywhere(base, "quantum chromodynamics gluons")["bm25"] == []
+    assert everywhere(base, "tomato sauce cheese")["bm25"] == ["n2"]
+    assert FastForward.open(base).describe()["documents"] == 9

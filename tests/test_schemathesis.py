@@ -76,7 +76,7 @@ def filter_case(context, case) -> bool:
 
     For a GET search that is the rules across fields, which OpenAPI cannot tie to query parameters: the
     document states them in the SearchRequest schema, so the query is held to that; for a body, repeated
-    qids (``queries``) or docnos (``/v1/rerank``), and a reload's ``path``, which must name an index directory
+    qids (``queries``) or docnos (``/v1/rerank``, document updates), and a reload's ``path``, which must name an index directory
     on the server (the reloads without one, of one index or of all, are fuzzed).
     """
     if case.meta is None or not case.meta.generation.mode.is_positive:
@@ -90,7 +90,8 @@ def filter_case(context, case) -> bool:
     body = case.body if isinstance(case.body, dict) else {}
     if case.operation.path == "/v1/admin/reload" and "path" in body:
         return False
-    return not repeated(body.get("queries"), "qid") and not repeated(body.get("candidates"), "docno")
+    return not any((repeated(body.get("queries"), "qid"), repeated(body.get("candidates"), "docno"),
+                    repeated(body.get("documents"), "docno")))
 
 
 def _local_refs(schema):
