@@ -388,7 +388,7 @@ class _Batch:
             assert old is not None and old[2] is not None
             first = forward.num_docs  # the new delta's documents come after every older document
             position = {} if delta is None else {docno: first + i for i, docno in
-                                                  enumerate(np.asarray(delta.doc_ids).astype(str).tolist())}
+                                                  enumerate(_decoded(delta.doc_ids))}
             new_rows = (delta_rows if delta_rows is not None
                         else np.array([position.get(i, -1) for i in new_ids], dtype=np.int32))
             rows_name = live.generation_file("lucene_rows", g)
@@ -584,6 +584,11 @@ def _check_encodable(forward: ForwardIndex, index_dir: Path) -> None:
         raise InputError(f"{index_dir}: its vectors are {forward.kind}-quantised; live updates need float vectors")
 
 
+def _decoded(ids: np.ndarray) -> list[str]:
+    """Fixed-width UTF-8 IDs as strings."""
+    return [value.decode("utf-8") for value in np.asarray(ids).tolist()]
+
+
 def _delta_dtype(forward: ForwardIndex) -> str:
     return forward.kind if forward.kind in ("float32", "float16") else "float32"
 
@@ -644,7 +649,7 @@ def compact(index_dir: str | Path) -> dict[str, Any] | None:
                 dead_docs = getattr(forward, "dead_docs", np.zeros(forward.num_docs, dtype=bool))
                 dead_rows = getattr(forward, "dead_rows", None)
                 keep = np.flatnonzero(~dead_docs)
-                ids = np.asarray(forward.doc_ids)[keep].astype(str).tolist()
+                ids = _decoded(np.asarray(forward.doc_ids)[keep])
                 offsets = np.asarray(forward.doc_offsets)
                 counts = (offsets[keep + 1] - offsets[keep]).tolist()
                 rows = np.flatnonzero(~dead_rows) if dead_rows is not None else np.arange(forward.num_vectors)
