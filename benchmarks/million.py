@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--docs", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=7_000)
+    parser.add_argument("--queries", type=int, default=8_000,
+                        help="queries generated (default 8,000: the largest --batch plus the server's requests)")
     parser.add_argument("--batch", type=int, nargs=2, default=[1000, 7000], help="query counts for ff-rank run")
     parser.add_argument("--dense-queries", type=int, default=100, help="queries for ANN vs exact (default 100)")
     parser.add_argument("--serve-requests", type=int, default=300, help="requests per concurrency (default 300)")
