@@ -190,14 +190,16 @@ def documents_post(limits: Limits) -> dict[str, Any]:
 def document_delete(limits: Limits) -> dict[str, Any]:
     """``DELETE /v1/indexes/{name}/documents/{docno}``."""
     from service.documents import MAX_DOCNO_CHARS
+    from service.models import DOCNO_PATTERN
 
     return admin({
         **operation("deleteDocument", "Delete a document from every mode",
-                    json_response(ref("UpdateResponse"), "the deletion is durable and served"), errors(503, 507)),
+                    json_response(ref("UpdateResponse"), "the deletion is durable and served"), errors(400, 503, 507)),
         "description": "A docno the index does not hold is a 404 and changes nothing. " + UPDATE_DESCRIPTION,
         "parameters": [index_name_parameter(limits),
                        {"name": "docno", "in": "path", "required": True, "description": "the document ID, byte for "
-                        "byte", "schema": {"type": "string", "minLength": 1, "maxLength": MAX_DOCNO_CHARS}}],
+                        "byte", "schema": {"type": "string", "minLength": 1, "maxLength": MAX_DOCNO_CHARS,
+                                                    "pattern": DOCNO_PATTERN}}],
     })
 
 

@@ -9,6 +9,7 @@ sends each operation without a token and with a wrong one, which must be refused
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import schemathesis
@@ -26,12 +27,13 @@ READ = "fuzz-read-token-0123456789"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_index):
-    """``tiny`` (BM25 and vectors, the default) and ``bm25`` (BM25 only, the conftest's index), loaded; small
+    """``tiny`` (BM25 and vectors, the default) and ``bm25`` (BM25 only, a copy of the conftest's index), loaded; small
     limits, so that the fuzzer reaches them; no time budget, so that a slow machine gives no 503."""
     root = tmp_path_factory.mktemp("fuzz")
-    ff_index = root / "index"
+    ff_index, bm25_index = root / "index", root / "bm25"
+    shutil.copytree(tiny_index, bm25_index)  # the fuzzer adds and deletes documents: not in the session's index
     build_index(write_beir(root / "tiny"), ff_index, encoder="default", progress=False)
-    app = create_app({"TESTING": True, "INDEXES": {"tiny": str(ff_index), "bm25": str(tiny_index)},
+    app = create_app({"TESTING": True, "INDEXES": {"tiny": str(ff_index), "bm25": str(bm25_index)},
                       "CANDIDATES": 20, "MAX_CANDIDATES": 200, "DENSE_K": 5, "MAX_DENSE_K": 50, "MAX_K": 20,
                       "MAX_BATCH": 4, "MAX_QUERY_CHARS": 200, "MAX_RERANK_CANDIDATES": 30,
                       "MAX_CONTENT_LENGTH": 1024 * 1024, "TIME_BUDGET_MS": 0, "ADMIN_TOKEN": ADMIN,
