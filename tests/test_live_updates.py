@@ -233,3 +233,43 @@ def test_replacing_a_whole_batch_renumbers_lucene_and_every_mode_follows(base):
     assert everywhere(base, "quantum chromodynamics gluons")["bm25"] == []
     assert everywhere(base, "tomato sauce cheese")["bm25"] == ["n2"]
     assert FastForward.open(base).describe()["documents"] == 9
+
+
+def test_http_oversized_batch_and_full_disk_change_nothing(base, monkeypatch):
+    """Over HTTP: a batch over MAX_CONTENT_LENGTH is a 413 and a full disk a 507, both JSON errors, and the
+    index keeps every byte; the next batch is applied."""
+    import json
+
+    import indexing.updates as updates
+    from service.app import create_app
+
+    token = "update-admin-token-0123456789"
+    app = create_app({"TESTING": True, "INDEXES": {"tiny": str(base)}, "ADMIN_TOKEN": token,
+                      "MAX_CONTENT_LENGTH": 4096, "TIME_BUDGET_MS": 0})
+    client, auth = app.test_client(), {"Authorization": f"Bearer {token}"}
+    before = snapshot(base)
+
+    big = {"documents": [{"docno": "big", "text": "word " * 2000}]}
+    response = client.post("/v1/indexes/tiny/documents", data=json.dumps(big), headers=auth,
+                           content_type="application/json")
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == 413
+
+    real = updates.save_npy_atomic
+
+    def full(path, array):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(updates, "save_npy_atomic", full)
+    response = client.post("/v1/indexes/tiny/documents", json={"documents": [{"docno": "n1", "text": NEW[0]["text"]}]},
+                           headers=auth)
+    assert response.status_code == 507
+    assert response.get_json()["error"]["message"] == (f"{base}: the update was not applied (the disk is full); "
+                                                       "the index is unchanged")
+    assert snapshot(base) == before
+    monkeypatch.setattr(updates, "save_npy_atomic", real)
+    response = client.post("/v1/indexes/tiny/documents", json={"documents": [{"docno": "n1", "text": NEW[0]["text"]}]},
+                           headers=auth)
+    assert response.status_code == 200 and response.get_json()["added"] == 1
+    hits = client.get("/v1/search?q=dense+vectors+of+documents+in+a+forward+index&k=10&mode=bm25",
+                      headers=auth).get_json()["hits"]
+    assert "n1" in [hit["docno"] for hit in hits]
