@@ -135,7 +135,8 @@ def batch_runs(steps: Steps, name: str, index: Path, queries: dict[int, Path], w
 
 
 def dense_comparison(index: Path, queries: Path, n: int) -> dict[str, float]:
-    """ANN against the exact scan on the same vectors: recall@100/@1000, single-query ms (median)."""
+    """ANN against the exact scan on the same vectors: recall@100/@1000, ms per query (median) on the
+    single-query path ff-serve runs (``search_one``: no DataFrame)."""
     from ranker.fast_forward import FastForward
 
     ff = FastForward.open(index)
@@ -146,12 +147,12 @@ def dense_comparison(index: Path, queries: Path, n: int) -> dict[str, float]:
     timings: dict[str, list[float]] = {"exact": [], "ann": []}
     found: dict[str, list[np.ndarray]] = {"exact": [], "ann": []}
     for name, searcher in (("exact", exact), ("ann", approx)):
-        searcher.search(["warm"], vectors[:1], k=1000)
+        searcher.search_one(vectors[0], 1000)
         for vector in vectors:
             start = time.perf_counter()
-            ranking = searcher.search(["q"], vector.reshape(1, -1), k=1000)
+            docnos, _ = searcher.search_one(vector, 1000)
             timings[name].append(1000 * (time.perf_counter() - start))
-            found[name].append(ranking.df["docno"].to_numpy())
+            found[name].append(np.asarray(docnos))
     for cut in (100, 1000):
         result[f"recall@{cut}"] = float(np.mean([len(set(a[:cut]) & set(e[:cut])) / max(len(e[:cut]), 1)
                                                  for a, e in zip(found["ann"], found["exact"])]))
@@ -253,7 +254,9 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               "| index | ANN | recall@100 | recall@1000 | exact ms/query | ANN ms/query | speed-up |",
               "|---|---|---|---|---|---|---|"]
     for name, row, index in ((big, dense, args.work / "index"), ("SciFact", scifact_dense, args.scifact_index)):
-        kind = json.loads((index / "ann" / "manifest.json").read_text())["params"]["type"] if row["ann"] else "none"
+        params = json.loads((index / "ann" / "manifest.json").read_text())["params"] if row["ann"] else None
+        kind = (f"{params['type']} (nlist {params['nlist']}, nprobe {params['nprobe']})"
+                if params and params["type"] != "hnsw" else params["type"] if params else "none")
         lines.append(f"| {name} | {kind} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
                      f"{row['exact_ms']:.1f} | {row['ann_ms']:.1f} | {row['exact_ms'] / row['ann_ms']:.1f}× |")
     lines += ["", f"## ff-serve, {args.workers} workers, `GET /v1/search?k=10` on unseen queries", "",

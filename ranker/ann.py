@@ -38,6 +38,7 @@ KIND = "ff-ann-index"
 VERSION = 1
 TYPES = ("ivf", "ivfsq8", "ivfpq", "hnsw")
 IVF_TYPES = ("ivf", "ivfsq8", "ivfpq")
+LIST_COVER = 4  # an IVF search visits lists holding at least this many times the rows it wants (on average)
 SQ_MIN_VECTORS = 200_000  # the automatic choice: ivf below this many vectors, ivfsq8 from here on
 
 
@@ -160,21 +161,30 @@ class AnnIndex:
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """About the best ``k`` rows per query: ``(scores, rows)`` best first, scored by the forward index.
 
-        FAISS proposes ``ceil(shortlist * k)`` rows; the forward index scores them exactly.
-        Missing entries are row ``-1`` with score ``-inf``.
+        FAISS proposes ``ceil(shortlist * k)`` rows; the forward index scores them exactly. The search widens
+        with the rows wanted, as HNSW's ``efSearch`` does: an IVF search visits at least the lists that hold,
+        on average, :data:`LIST_COVER` times the wanted rows (``nprobe`` lists alone may hold fewer rows than
+        ``k`` on a small index). Missing entries are row ``-1`` with score ``-inf``.
         """
         queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
         wanted = min(self.forward.num_vectors, math.ceil(self.params.shortlist * k))
         if self.params.type == "hnsw":
             self.faiss_index.hnsw.efSearch = max(self.params.ef_search, wanted)
         else:
-            self.faiss_index.nprobe = self.params.nprobe
+            self.faiss_index.nprobe = nprobe_for(self.params, wanted, self.forward.num_vectors)
         _, rows = self.faiss_index.search(queries, wanted)
         return self.forward.rank_rows(queries, rows, k)
 
     def describe(self) -> dict[str, Any]:
         """The manifest's summary: type, parameters, size."""
         return {"type": self.params.type, "params": asdict(self.params), "bytes": self.manifest["file"]["bytes"]}
+
+
+def nprobe_for(params: AnnParams, wanted: int, vectors: int) -> int:
+    """Lists an IVF search visits for ``wanted`` rows: ``params.nprobe``, or more where those lists hold, on
+    average, fewer than :data:`LIST_COVER` times ``wanted`` rows; at most every list."""
+    cover = math.ceil(LIST_COVER * wanted * params.nlist / max(vectors, 1))
+    return min(params.nlist, max(params.nprobe, cover))
 
 
 def read_ann_manifest(path: Path) -> dict[str, Any]:

@@ -187,3 +187,21 @@ def test_single_query_dense_search_equals_the_batch_search(tmp_path, index, quer
         expected = batch[batch["qid"] == f"q{i}"]
         assert docnos == expected["docno"].tolist()
         assert np.allclose(scores, expected["score"].to_numpy())
+
+
+def test_an_ivf_search_visits_enough_lists_for_k(tmp_path, index, queries):
+    """nprobe lists of a small index hold fewer rows than a large k: the search visits more, as HNSW widens
+    efSearch, so it returns k rows and (with every list visited) exactly the exact scan's."""
+    from ranker.ann import AnnParams, nprobe_for
+
+    params = AnnParams("ivf", nlist=32, nprobe=2)
+    assert nprobe_for(params, 10, DOCS) == 2                       # 2 lists hold ~188 rows, 4x10 wanted
+    assert nprobe_for(params, 100, DOCS) == 5                      # ceil(4 * 100 * 32 / 3000)
+    assert nprobe_for(params, 1000, DOCS) == 32                    # every list
+    work = tmp_path / "index"
+    shutil.copytree(index, work)
+    build_ann(work, type="ivf", nlist=32, nprobe=2, progress=False)
+    forward = ForwardIndex.open(work)
+    _, rows = AnnIndex.open(work, forward).search(queries, k=1000)
+    _, exact_rows = exact_top_rows(forward, queries, 1000)
+    assert (rows >= 0).all() and recall(rows, exact_rows) == 1.0
