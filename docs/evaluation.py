@@ -105,7 +105,7 @@ def run_collection(name: str, data: Path, work: Path, docs: Path, rebuild: bool)
                    title=f"{name}: nDCG@10 on test vs α (minmax) — illustration, not used for tuning")
 
     queries = read_queries(data, split="test")
-    dense = ff.dense_search(queries, k=1000)
+    dense = ff.dense_search(queries, k=1000, exact=True)  # the row says exact: no ANN index, even if there is one
     systems = [(BASELINE, test.sparse),
                ("dense only, exact (FAISS IndexFlatIP over all documents)", dense),
                ("dense re-rank of BM25 top 1000 (α = 0)", interpolate(test.sparse, test.dense, 0.0))]
