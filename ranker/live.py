@@ -38,7 +38,7 @@ import numpy as np
 
 from ranker.errors import InputError
 from ranker.forward_index import ForwardIndex, Lookup
-from ranker.sharded import ShardedForwardIndex, _search
+from ranker.sharded import ShardedForwardIndex
 
 LIVE_DIR = "live"
 CURRENT = "current.json"
@@ -196,32 +196,9 @@ class LiveForwardIndex(ShardedForwardIndex):
         return in_base, int(self.dead_rows.sum()) - in_base
 
     def lookup(self, docnos: Sequence[str]) -> Lookup:
-        """Find each docno's newest copy; a deleted one is not found."""
-        n = len(docnos)
-        found = np.zeros(n, dtype=bool)
-        doc = np.full(n, -1, dtype=np.int64)
-        start, count = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        if n == 0 or self.num_docs == 0:
-            return Lookup(found, doc, start, count)
-        keys, fits = self._keys(docnos)
-        todo = np.flatnonzero(fits)
-        for s in range(len(self.shards) - 1, -1, -1):
-            shard = self.shards[s]
-            if not len(todo):
-                break
-            if not shard.num_docs:
-                continue
-            hit, at = _search(shard._sorted_ids, keys[todo])
-            local = np.asarray(shard._sorted_pos[at[hit]], dtype=np.int64)
-            alive = ~self.dead_docs[self._doc_base[s] + local]
-            where, local = todo[hit][alive], local[alive]
-            offsets = shard.doc_offsets
-            found[where] = True
-            doc[where] = self._doc_base[s] + local
-            start[where] = self._row_base[s] + offsets[local]
-            count[where] = offsets[local + 1] - offsets[local]
-            todo = todo[~hit]  # found here, alive or deleted: older copies are deleted too
-        return Lookup(found, doc, start, count)
+        """Find each docno's newest copy (the newest shard first); a deleted one is not found (its older copies
+        are deleted too)."""
+        return self._find(docnos, range(len(self.shards) - 1, -1, -1), self.dead_docs)
 
 
 def open_live_forward(index_dir: str | Path, state: LiveState | None, access: str = "mmap") -> ForwardIndex:

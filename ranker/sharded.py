@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -252,6 +252,11 @@ class ShardedForwardIndex(ForwardIndex):
 
     def lookup(self, docnos: Sequence[str]) -> Lookup:
         """Find documents by ID: one vectorised binary search per shard; positions and rows are global."""
+        return self._find(docnos, range(len(self.shards)))
+
+    def _find(self, docnos: Sequence[str], order: Iterable[int], dead_docs: np.ndarray | None = None) -> Lookup:
+        """Look ``docnos`` up shard by shard in ``order``; the first shard holding a docno answers for it, and
+        where ``dead_docs`` (by global position) marks that copy, the docno is not found."""
         n = len(docnos)
         found = np.zeros(n, dtype=bool)
         doc = np.full(n, -1, dtype=np.int64)
@@ -260,7 +265,8 @@ class ShardedForwardIndex(ForwardIndex):
             return Lookup(found, doc, start, count)
         keys, fits = self._keys(docnos)
         todo = np.flatnonzero(fits)
-        for s, shard in enumerate(self.shards):
+        for s in order:
+            shard = self.shards[s]
             if not len(todo):
                 break
             if not shard.num_docs:
@@ -268,6 +274,9 @@ class ShardedForwardIndex(ForwardIndex):
             hit, at = _search(shard._sorted_ids, keys[todo])
             local = np.asarray(shard._sorted_pos[at[hit]], dtype=np.int64)
             where = todo[hit]
+            if dead_docs is not None:
+                alive = ~dead_docs[self._doc_base[s] + local]
+                where, local = where[alive], local[alive]
             offsets = shard.doc_offsets
             found[where] = True
             doc[where] = self._doc_base[s] + local
