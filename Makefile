@@ -70,8 +70,8 @@ bench-depth: venv
 	test -f $(WORK)/cranfield/vectors/manifest.json || $(BIN)/ff-index build --corpus $(CRANFIELD) --index $(WORK)/cranfield --force
 	$(BIN)/python benchmarks/depth.py --collection $(DATA)=$(WORK)/$(NAME) --collection $(CRANFIELD)=$(WORK)/cranfield
 
-# One million generated documents end to end beside SciFact (about an hour on 2 cores, ~30 GB of disk
-# while it runs; removes what it built): docs/million.md
+# One million generated documents end to end beside SciFact (about 25 minutes on 2 cores; removes
+# what it built): docs/million.md
 bench-million: venv
 	$(BIN)/python benchmarks/million.py --source $(DATA) --scifact-index $(WORK)/$(NAME)
 
