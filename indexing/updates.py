@@ -509,7 +509,7 @@ class _LuceneReaderView:
     """What a batch asks a reader: which docnos are present, the segments, the ids of new doc numbers."""
 
     def __init__(self, autoclass: Any, reader: Any) -> None:
-        from jnius import cast
+        from ranker.java import cast
 
         self.reader = reader
         self._cast = cast

@@ -136,7 +136,7 @@ def reading(index_dir: str | Path) -> contextlib.AbstractContextManager[None]:
 
 def commit_generation(reader: Any) -> int:
     """The generation a Lucene ``DirectoryReader``'s commit names (0: none, the index as built)."""
-    from jnius import cast
+    from ranker.java import cast
 
     value = cast("org.apache.lucene.index.DirectoryReader", reader).getIndexCommit().getUserData().get(GENERATION_KEY)
     return int(value) if value is not None else 0

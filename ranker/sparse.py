@@ -267,9 +267,7 @@ class _LuceneTopK:
 
 def _bm25_searcher(lucene_dir: Path, k1: float, b: float) -> Any:
     """A Lucene ``IndexSearcher`` over ``lucene_dir`` with BM25(k1, b), as Anserini's ``SimpleSearcher`` sets it."""
-    from jnius import cast
-
-    from ranker.java import autoclass
+    from ranker.java import autoclass, cast
 
     directory = autoclass("org.apache.lucene.store.FSDirectory").open(
         autoclass("java.nio.file.Paths").get(str(lucene_dir)))
