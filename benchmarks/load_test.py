@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-batch", type=int, default=50, help="documents per update batch (default: 50)")
     parser.add_argument("--update-concurrency", type=int, default=8,
                         help="search concurrency of the update part, read-only and during the updates (default: 8)")
-    parser.add_argument("--update-time-cap", type=float, default=600,
-                        help="seconds for sending the updates at most (default: 600)")
+    parser.add_argument("--update-time-cap", type=float, default=900,
+                        help="seconds for sending the updates at most (default: 900)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "load.md", help="(default: docs/load.md)")
     args = parser.parse_args(argv)
     for name in ("requests", "workers", "threads", "candidates", "k", "update_batch", "update_concurrency"):
@@ -364,7 +364,7 @@ def run_soak(client: Client, server: LocalServer, n: int, time_cap: float,
 
 
 UPDATE_DOCNO = "load-update-{:05d}"
-UPDATE_SEARCH_POOL = 40_000  # unseen query texts set aside for the searches that run while documents are added
+UPDATE_SEARCH_POOL = 60_000  # unseen query texts set aside for the searches that run while documents are added
 
 
 @dataclass
