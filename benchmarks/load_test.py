@@ -190,13 +190,18 @@ def hit_rate(level: Level) -> str:
 
 def unseen_queries(base: list[str], words: list[str], n: int, seed: int = 0) -> list[str]:
     """``n`` distinct query texts: ``base`` first, then each base query with one more of ``words`` appended
-    (a realistic query no cache has seen), in a seeded order."""
+    (a realistic query no cache has seen), in a seeded order; once those run out (a few queries and words),
+    texts made so far with one more word."""
     rng = np.random.default_rng(seed)
     texts = list(dict.fromkeys(base))
     seen = set(texts)
+    misses = 0
     while len(texts) < n:
-        text = f"{base[rng.integers(len(base))]} {words[rng.integers(len(words))]}"
-        if text not in seen:
+        stems = base if misses < 100 else texts
+        text = f"{stems[rng.integers(len(stems))]} {words[rng.integers(len(words))]}"
+        if text in seen:
+            misses += 1
+        else:
             seen.add(text)
             texts.append(text)
     return texts[:n]

@@ -37,6 +37,12 @@ def test_update_documents_are_corpus_documents_with_new_docnos_and_shuffled_word
     assert load_test.update_documents(corpus, 7) == docs  # seeded
 
 
+def test_unseen_queries_do_not_run_out_with_few_queries_and_words(load_test):
+    texts = load_test.unseen_queries(["pasta water", "bm25"], ["dense", "index"], 1000)
+    assert len(set(texts)) == 1000 and texts[:2] == ["pasta water", "bm25"]
+    assert load_test.unseen_queries(["pasta water", "bm25"], ["dense", "index"], 1000) == texts
+
+
 def test_the_admin_token_file_is_private_and_holds_a_usable_token(load_test, tmp_path):
     token = load_test.write_token(tmp_path / "admin-token")
     assert (tmp_path / "admin-token").read_text() == token + "\n"
