@@ -91,7 +91,8 @@ bench-quantization: venv
 		--work $(WORK)/quantized-cranfield --opq --passage-index $(WORK)/cranfield-passages --deltas 0.1 0.2 0.3 \
 		--out docs/quantization-cranfield.md
 
-# ff-serve under load on the SciFact index (loopback only, bounded): docs/load.md
+# ff-serve under load on the SciFact index (loopback only, bounded), then documents added over HTTP to a copy
+# of it while searches run (the index itself is not written): docs/load.md
 bench-load: venv
 	$(BIN)/python benchmarks/load_test.py --index $(WORK)/$(NAME) --queries $(DATA) --soak 10000
 
