@@ -240,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="ff-serve --candidates: BM25 candidates re-ranked (default: 1000)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--mode", default="ff", choices=["ff", "bm25", "dense"])
-    parser.add_argument("--update-docs", type=int, default=1000, metavar="N",
+    parser.add_argument("--update-docs", type=int, default=500, metavar="N",
                         help="then N documents added over HTTP to a copy of the index while searches run "
-                             "(default: 1000; 0: no update part)")
+                             "(default: 500; 0: no update part)")
     parser.add_argument("--update-batch", type=int, default=50, help="documents per update batch (default: 50)")
     parser.add_argument("--update-concurrency", type=int, default=8,
                         help="search concurrency of the update part, read-only and during the updates (default: 8)")
