@@ -13,7 +13,9 @@ and a cached query skips encoding): the SciFact queries first, then variants of
 them with one more corpus word; the "cache hits" column counts the requests
 whose query was in a worker's cache anyway, and the one row labelled as a cache
 test repeats queries on purpose. Each client thread keeps one HTTP/1.1
-connection open. The server is stopped at the end, also on error or Ctrl-C.
+connection open. A 503 of the server's time budget (``--time-budget-ms``: load shed
+on purpose) is counted apart from errors, in the same column. The server is stopped at
+the end, also on error or Ctrl-C.
 
 Then the update part (``--update-docs N``, 0: none), on a copy of the index in a
 temporary directory (the given index is never written): ``ff-serve`` with an
@@ -74,12 +76,13 @@ class Level:
     stages: dict[str, list[float]] = field(default_factory=dict)  # ms per stage (timings_ms), per request
     errors: int = 0
     error_examples: list[str] = field(default_factory=list)
+    shed: int = 0  # 503s of the server's time budget (--time-budget-ms): load shed on purpose, not errors
     capped: bool = False
     label: str = ""  # the row's first cell (default: the concurrency)
 
     @property
     def done(self) -> int:
-        return len(self.latencies_ms) + self.errors
+        return len(self.latencies_ms) + self.errors + self.shed
 
     def percentile(self, p: float, values: list[float] | None = None) -> float:
         values = self.latencies_ms if values is None else values
@@ -151,6 +154,8 @@ class Client:
                             level.encoded += body["timings_ms"].get("encode", 0.0) >= CACHED_ENCODE_MS
                             for stage, ms_ in body["timings_ms"].items():
                                 level.stages.setdefault(stage, []).append(ms_)
+                        elif status == 503 and "time budget" in str(body):
+                            level.shed += 1
                         else:
                             level.errors += 1
                             if len(level.error_examples) < 3:
@@ -179,7 +184,8 @@ def level_row(level: Level) -> str:
     note = " (time cap)" if level.capped else ""
     return (f"| {level.label or level.concurrency} | {level.done}{note} | {level.done / level.seconds:.1f} | "
             f"{level.percentile(50):.1f} | {level.percentile(95):.1f} | {level.percentile(99):.1f} | "
-            f"{level.percentile(50, level.server_ms):.1f} | {hit_rate(level)} | {level.errors} |")
+            f"{level.percentile(50, level.server_ms):.1f} | {hit_rate(level)} | {level.errors}"
+            f"{f' ({level.shed} shed: 503, time budget)' if level.shed else ''} |")
 
 
 def hit_rate(level: Level) -> str:
