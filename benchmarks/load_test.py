@@ -109,21 +109,10 @@ class Client:
     def request(self, i: int) -> tuple[int, float, dict | str]:
         """Search query ``i`` (cycling); (status, milliseconds, body or error text)."""
         target = "/v1/search?" + urlencode({"q": self.queries[i % len(self.queries)], "k": self.k, "mode": self.mode})
-        start = time.perf_counter()
-        try:
-            connection = self._connection()
-            connection.request("GET", target)
-            response = connection.getresponse()
-            data = response.read()
-            elapsed = 1000 * (time.perf_counter() - start)
-            if response.getheader("Connection", "").lower() == "close":
-                self._drop_connection()
-            if response.status != 200:
-                return response.status, elapsed, data[:200].decode(errors="replace")
-            return 200, elapsed, json.loads(data)
-        except (OSError, http.client.HTTPException, ValueError) as err:
-            self._drop_connection()
-            return 0, 1000 * (time.perf_counter() - start), f"{type(err).__name__}: {err}"
+        status, elapsed, body = call(self._connection(), "GET", target)
+        if status != 200 and not isinstance(body, str):
+            body = json.dumps(body)[:200]
+        return status, elapsed, body
 
     def run(self, concurrency: int, requests: int, time_cap: float, offset: int = 0,
             stop: threading.Event | None = None) -> Level:
