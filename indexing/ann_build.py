@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ranker.ann import INDEX_FILE, IVF_TYPES, KIND, VERSION, AnnParams, ann_dir, check_params, default_params
+from ranker.ann import (INDEX_FILE, IVF_TYPES, KIND, TRAIN_PER_LIST, VERSION, AnnParams, ann_dir, check_params,
+                        default_params)
 from ranker.atomic import atomic_directory, check_target, write_json_atomic
 from ranker.errors import InputError
 from ranker.forward_index import BLOCK_ROWS, MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
@@ -104,7 +105,7 @@ def _empty_index(faiss: Any, params: AnnParams, dim: int) -> Any:
 def _train(ann: Any, forward: ForwardIndex, params: AnnParams, progress: bool) -> None:
     """Train the coarse quantizer (and PQ codebooks) on a seeded sample of rows (sorted, for locality)."""
     n = forward.num_vectors
-    size = min(n, params.train_size or 32 * params.nlist)
+    size = min(n, params.train_size or TRAIN_PER_LIST * params.nlist)
     if params.type == "ivfpq":
         size = min(n, max(size, 256 * 39))  # PQ codebooks want ~39 points per centroid
     rows = np.sort(np.random.default_rng(params.seed).choice(n, size=size, replace=False))

@@ -252,7 +252,7 @@ def _add_ann_parser(sub: Any) -> None:
         "build", help="build <index>/ann",
         description=f"Defaults by collection size: --type auto is ivf (IVF, flat codes) below {SQ_MIN_VECTORS:,} "
                     "vectors and ivfsq8 (IVF, 8-bit scalar-quantised codes) from there on; nlist = the power of "
-                    "two nearest 2*sqrt(vectors), nprobe = nlist/8 (at least 8); ivfpq (IVF-PQ): dim/8 bytes per "
+                    "two nearest 2*sqrt(vectors), nprobe = nlist/6 (at least 8); ivfpq (IVF-PQ): dim/8 bytes per "
                     "vector; hnsw: M 32, efConstruction 80, efSearch 256. IVF indexes are memory-mapped (every "
                     "worker shares their pages); an HNSW graph is read into each process. FAISS proposes "
                     "--shortlist x k rows (1, ivfpq 4) and the forward index scores them exactly.")
@@ -266,7 +266,7 @@ def _add_ann_parser(sub: Any) -> None:
     build.add_argument("--ef-construction", type=int, help="hnsw: build-time search width (default 80)")
     build.add_argument("--ef-search", type=int, help="hnsw: query-time search width, at least (default 256)")
     build.add_argument("--shortlist", type=float, help="rows asked from FAISS per result row (default 1, ivfpq 4)")
-    build.add_argument("--train-size", type=int, help="IVF types: training sample (default 32 per list)")
+    build.add_argument("--train-size", type=int, help="IVF types: training sample (default 40 per list)")
     build.add_argument("--seed", type=int, help="training sample seed (default 0)")
     build.add_argument("--force", action="store_true", help="replace an existing ANN index")
     build.add_argument("--quiet", action="store_true", help="no progress bar")

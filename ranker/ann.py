@@ -38,6 +38,7 @@ KIND = "ff-ann-index"
 VERSION = 1
 TYPES = ("ivf", "ivfsq8", "ivfpq", "hnsw")
 IVF_TYPES = ("ivf", "ivfsq8", "ivfpq")
+TRAIN_PER_LIST = 40  # FAISS's k-means wants at least 39 training vectors per list
 LIST_COVER = 4  # an IVF search visits lists holding at least this many times the rows it wants (on average)
 SQ_MIN_VECTORS = 200_000  # the automatic choice: ivf below this many vectors, ivfsq8 from here on
 
@@ -54,7 +55,7 @@ class AnnParams:
     ef_construction: int = 80
     ef_search: int = 256    # hnsw: at least this many candidates explored per query
     shortlist: float = 1.0  # rows asked from FAISS per wanted row, scored again exactly
-    train_size: int = 0     # vectors sampled for training (IVF types); 0: 32 per list
+    train_size: int = 0     # vectors sampled for training (IVF types); 0: TRAIN_PER_LIST per list
     seed: int = 0
 
     @property
@@ -67,7 +68,7 @@ def default_params(vectors: int, dim: int, type: str = "auto") -> AnnParams:
     """The defaults ``ff-index ann build`` states in its ``--help``.
 
     ``auto``: ``ivf`` below ``SQ_MIN_VECTORS`` vectors, ``ivfsq8`` from there on. IVF: ``nlist`` the
-    power of two nearest ``2 * sqrt(vectors)``, ``nprobe`` = ``nlist / 8`` (at least 8); FAISS proposes
+    power of two nearest ``2 * sqrt(vectors)``, ``nprobe`` = ``nlist / 6`` (at least 8); FAISS proposes
     ``k`` rows (``shortlist`` 1; 4 for ``ivfpq``, whose coarse codes misorder more); PQ: ``dim / 8``
     sub-quantizers (1 byte each), or the largest divisor of ``dim`` not above that; HNSW: M = 32,
     efConstruction 80, efSearch 256. Recall and speed at 1M documents: docs/million.md.
@@ -80,7 +81,7 @@ def default_params(vectors: int, dim: int, type: str = "auto") -> AnnParams:
         return AnnParams("hnsw")
     nlist = max(1, min(vectors, 2 ** round(math.log2(max(1.0, 2 * math.sqrt(vectors))))))
     pq_m = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0) if type == "ivfpq" else 0
-    return AnnParams(type, nlist=nlist, nprobe=min(nlist, max(8, nlist // 8)), pq_m=pq_m,
+    return AnnParams(type, nlist=nlist, nprobe=min(nlist, max(8, nlist // 6)), pq_m=pq_m,
                      shortlist=4.0 if type == "ivfpq" else 1.0)
 
 
