@@ -53,7 +53,6 @@ class AdaptConfig(DistillConfig):
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad option (the layer count is checked once loaded)."""
-        super().validate()
         if self.keep < 1:
             raise InputError(f"--keep {self.keep}: an encoder cannot be pruned to {self.keep} layers "
                              "(keep at least 1)")
@@ -63,6 +62,7 @@ class AdaptConfig(DistillConfig):
             raise InputError(f"--sentences must be at least 0, got {self.sentences}")
         if not 0 < self.held_out < 1:
             raise InputError(f"--held-out must lie strictly between 0 and 1, got {self.held_out}")
+        super().validate()
 
 
 def index_encoder(index: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -158,19 +158,8 @@ def adapt(config: AdaptConfig) -> dict[str, Any]:
 
 
 def index_documents(index: str | Path, progress: bool = True) -> list[tuple[str, str]]:
-    """``(docno, contents)`` of the documents with text that ``index``'s Lucene index stores.
-
-    They are read in a child process: once a JVM runs in a process, LAPACK calls on its main thread
-    crash (the JVM guards the primordial thread's stack), and training fits a least-squares map.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_read_documents, str(index), progress).result()
-
-
-def _read_documents(index: str, progress: bool) -> list[tuple[str, str]]:
+    """``(docno, contents)`` of the documents with text that ``index``'s Lucene index stores (what its
+    vectors were encoded from), with a progress bar."""
     from tqdm import tqdm
 
     from ranker.sparse import stored_documents
