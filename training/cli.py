@@ -162,6 +162,10 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--queries-only", action="store_true",
                     help="the models encode queries only; documents keep the index's vectors (query encoders "
                          "distilled from the index's encoder)")
+    ev.add_argument("--also", nargs="+", default=[], metavar="DATA=INDEX",
+                    help="also report dense-only and Fast-Forward nDCG@10 on these collections (a BEIR directory "
+                         "and the index built from it; its --split, with the main collection's alpha), beside the "
+                         "main collection's")
     ev.add_argument("--work", default="work/eval", help="where forward indexes of the models go (default: work/eval)")
     ev.add_argument("--json", help="also write the reports as JSON to this file")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -398,16 +402,21 @@ def _query_tune(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_encoder, format_report
+    from training.evaluate import evaluate_also, evaluate_encoder, format_report, format_table, parse_also
 
+    also = parse_also(args.also)
     reports = []
     for model in args.model:
         report = evaluate_encoder(model, args.index, args.data, split=args.split,
                                   tune_split=None if args.alpha is not None else args.tune_split, alpha=args.alpha,
                                   work=args.work, progress=not args.quiet,
                                   queries_only=args.queries_only)
+        if also:
+            report["also"] = evaluate_also(model, report, also, work=args.work, progress=not args.quiet)
         print(format_report(report), flush=True)
         reports.append(report)
+    if also or len(reports) > 1:
+        print(format_table(reports, os.path.basename(os.path.normpath(args.data))))
     if args.json:
 
         from ranker.atomic import write_json_atomic
