@@ -34,8 +34,9 @@ def test_collection_texts_hold_out_whole_documents():
 
 
 def test_keep_best_stops_after_patience_and_restores_the_best_weights():
-    import torch
     from types import SimpleNamespace
+
+    import torch
 
     from training.trainer import KeepBest
 

@@ -133,7 +133,7 @@ def adapt(config: AdaptConfig) -> dict[str, Any]:
 
     config.validate()
     check_out(config.out, config.force)
-    teacher_dir, recorded = index_encoder(config.index)
+    teacher_dir, _ = index_encoder(config.index)
     source = resolve_encoder(config.model) if config.model else teacher_dir
     student = load_model(source, device=config.device)
     total = num_layers(student)

@@ -124,10 +124,10 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
         qrels = load_qrels(data, split=tune_split)
         tuned = ff.rank(queries, k_s=1000, alpha=1.0)
         best = (-1.0, 0.0, "minmax")
-        for normalization in ("minmax", "none"):
-            table = sweep_alpha(tuned.sparse, tuned.dense, qrels, "nDCG@10", steps=20, normalization=normalization)
+        for norm in ("minmax", "none"):
+            table = sweep_alpha(tuned.sparse, tuned.dense, qrels, "nDCG@10", steps=20, normalization=norm)
             row = table.loc[table["value"].idxmax()]
-            best = max(best, (float(row["value"]), float(row["alpha"]), normalization))
+            best = max(best, (float(row["value"]), float(row["alpha"]), norm))
         setting = {"alpha": round(best[1], 6), "normalization": best[2], "split": tune_split,
                    "nDCG@10": round(best[0], 4)}
 
