@@ -68,10 +68,15 @@ def ff_index(tmp_path_factory):
 
 
 @pytest.mark.java
-def test_stored_documents_are_the_texts_the_vectors_were_encoded_from(ff_index):
+def test_stored_documents_are_the_texts_the_vectors_were_encoded_from(ff_index, tmp_path):
+    from indexing.updates import delete_documents
     from training.adapt import index_documents
 
     assert sorted(index_documents(ff_index, progress=False)) == sorted(DOCS)
+    index = tmp_path / "index"
+    shutil.copytree(ff_index, index)
+    delete_documents(index, ["4"])  # a live update: Lucene marks the document deleted
+    assert sorted(index_documents(index, progress=False)) == sorted(d for d in DOCS if d[0] != "4")
 
 
 def _held_out_loss(model_dir, texts):
