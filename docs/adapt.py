@@ -36,7 +36,7 @@ KEEP = 4
 # key -> (what it is, ff-train adapt options besides --index, --keep, --out); the first is the recipe the
 # README quotes and is installed as the index's query encoder
 RECIPES: dict[str, tuple[str, list[str]]] = {
-    "adapt": ("defaults: documents + query-like texts, 3 epochs, batch 64, lr 2e-4, least-squares start", []),
+    "minilm-4": ("defaults: documents + query-like texts, 3 epochs, batch 64, lr 2e-4, least-squares start", []),
 }
 ROUNDS = 5  # latency rounds
 

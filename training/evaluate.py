@@ -135,7 +135,7 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     qrels = load_qrels(data, split=split)
     result = ff.rank(queries, k_s=1000, alpha=setting["alpha"], normalization=setting["normalization"])
     fused = interpolate(result.sparse, result.dense, setting["alpha"], normalization=setting["normalization"])
-    runs = {"bm25": result.sparse, "dense": ff.dense_search(queries, k=1000), "fast_forward": fused}
+    runs = {"bm25": result.sparse, "dense": ff.dense_search(queries, k=1000, exact=True), "fast_forward": fused}
     scores = {name: {m: round(v, 4) for m, v in evaluate(run, qrels, list(MEASURES)).items()}
               for name, run in runs.items()}
 
