@@ -40,11 +40,11 @@ class AdaptConfig(DistillConfig):
     keep: int
     texts: str = ""
     query_splits: tuple[str, ...] = ()
-    sources: str = "both"
+    sources: str = "query-like"
     sentences: int = 3
     held_out: float = 0.1
     init_projection: bool = True
-    epochs: float = 3.0
+    epochs: float = 2.0
     batch_size: int = 64
     learning_rate: float = 2e-4
     install: bool = False
@@ -83,7 +83,7 @@ def index_encoder(index: str | Path) -> tuple[Path, dict[str, Any]]:
     return model_dir, recorded
 
 
-def collection_texts(documents: list[tuple[str, str]], sources: str = "both", sentences: int = 3,
+def collection_texts(documents: list[tuple[str, str]], sources: str = "query-like", sentences: int = 3,
                      held_out: float = 0.1, seed: int = 42) -> tuple[list[str], list[str]]:
     """``(train, held_out)`` texts from ``(docno, contents)`` documents.
 

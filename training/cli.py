@@ -106,8 +106,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     ad = sub.add_parser("adapt", help="adapt a pruned query encoder to an index's own collection, without labels",
                         description="Prune the index's encoder (the one that built its vectors) to its first N "
-                                    "layers and distil it from that encoder on the index's own texts: the documents "
-                                    "it stores and query-like texts made from them (titles, first sentences). No "
+                                    "layers and distil it from that encoder on the index's own texts: query-like "
+                                    "texts made from the documents it stores (titles, first sentences) and, with "
+                                    "--texts, the documents themselves. No "
                                     "queries or judgements needed. Part of the documents is held out: training stops "
                                     "early on their distillation loss and keeps the best weights. --install makes "
                                     "the result the index's query encoder (as ff-index query-encoder does).")
@@ -115,9 +116,10 @@ def make_parser() -> argparse.ArgumentParser:
     ad.add_argument("--keep", type=int, required=True, metavar="N", help="keep the first N layers")
     ad.add_argument("--model", help="encoder to prune (default: the index's encoder, which is always the teacher)")
     ad.add_argument("--install", action="store_true", help="record the result as the index's query encoder")
-    ad.add_argument("--texts", choices=SOURCES, default="both", dest="sources",
-                    help="what to learn from: the stored documents, query-like texts made from them (title and "
-                         "first sentences), or both (default: both)")
+    ad.add_argument("--texts", choices=SOURCES, default="query-like", dest="sources",
+                    help="what to learn from: query-like texts made from the stored documents (title and first "
+                         "sentences; short, so cheap to train on), the whole documents, or both (default: "
+                         "query-like)")
     ad.add_argument("--sentences", type=int, default=3, help="first sentences per document taken as query-like "
                                                              "texts (default: 3)")
     ad.add_argument("--distance", choices=DISTANCES, default="cosine",
