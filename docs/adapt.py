@@ -38,6 +38,7 @@ KEEP = 4
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "minilm-4": ("defaults: query-like texts (titles, first 3 sentences), at most 2 epochs, batch 64, lr 2e-4, "
                  "least-squares start", []),
+    "minilm-4-lr5e-4": ("the same with lr 5e-4", ["--lr", "5e-4", "--cache-dir", "{work}/minilm-4.teacher-cache"]),
 }
 ROUNDS = 5  # latency rounds
 
