@@ -28,6 +28,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +313,30 @@ def lucene_docnos(lucene_dir: Path) -> np.ndarray:
     finally:
         reader.close()
     return np.array([i.encode("utf-8") for i in ids], dtype=f"S{max((len(i.encode()) for i in ids), default=1)}")
+
+
+def stored_documents(index_dir: str | Path) -> Iterator[tuple[str, str]]:
+    """``(docno, contents)`` of every live document in an index directory's Lucene index, in doc-number order.
+
+    The text is the raw document Lucene stores (``contents``: title + newline + text, what the forward
+    index encoded), so the index alone is enough; documents deleted by live updates are left out.
+    """
+    from ranker.java import autoclass
+
+    lucene_dir = lucene_path(index_dir)
+    directory = autoclass("org.apache.lucene.store.FSDirectory").open(
+        autoclass("java.nio.file.Paths").get(str(lucene_dir)))
+    reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+    try:
+        live_docs = autoclass("org.apache.lucene.index.MultiBits").getLiveDocs(reader)
+        fields = reader.storedFields()
+        for doc in range(int(reader.maxDoc())):
+            if live_docs is not None and not live_docs.get(doc):
+                continue
+            stored = fields.document(doc)
+            raw = stored.get("raw")
+            if raw is None:
+                raise InputError(f"{lucene_dir}: document {stored.get('id')!r} has no stored raw text")
+            yield str(stored.get("id")), str(json.loads(raw).get("contents", ""))
+    finally:
+        reader.close()

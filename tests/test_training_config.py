@@ -1,4 +1,4 @@
-"""The options train, distill and query-tune share are checked alike, before anything is loaded or written."""
+"""The options train, distill, query-tune and adapt share are checked alike, before anything is loaded or written."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-COMMANDS = ("train", "distill", "query-tune")
+COMMANDS = ("train", "distill", "query-tune", "adapt")
 IN_BATCH = "--batch-size must be at least 2 (in-batch negatives), got "
 
 # (options, message) that every training command must refuse with the same message
@@ -27,7 +27,7 @@ SHARED = [
     (["--seed", "4294967296"], "--seed must be between 0 and 4294967295, got 4294967296"),
 ]
 BATCH_SIZE_0 = {"train": IN_BATCH + "0", "distill": "--batch-size must be at least 1, got 0",
-                "query-tune": IN_BATCH + "0"}
+                "query-tune": IN_BATCH + "0", "adapt": "--batch-size must be at least 1, got 0"}
 OWN = [
     ("train", ["--batch-size", "1"], IN_BATCH + "1"),
     ("train", ["--grad-accum", "0"], "--grad-accum must be positive, got 0"),
@@ -43,6 +43,14 @@ OWN = [
     ("distill", ["--max-seq-length", "0"], "--max-seq-length must be at least 1, got 0"),
     ("distill", ["--max-texts", "0"], "--max-texts must be at least 1, got 0"),
     ("distill", ["--ridge", "-1"], "--ridge must be non-negative, got -1.0"),
+    ("distill", ["--held-out", "1"], "--held-out must lie in [0, 1), got 1.0"),
+    ("distill", ["--eval-steps", "0"], "--eval-steps must be at least 1, got 0"),
+    ("distill", ["--patience", "0"], "--patience must be at least 1, got 0"),
+    ("adapt", ["--keep", "0"], "--keep 0: an encoder cannot be pruned to 0 layers (keep at least 1)"),
+    ("adapt", ["--held-out", "0"], "--held-out must lie strictly between 0 and 1, got 0.0"),
+    ("adapt", ["--sentences", "-1"], "--sentences must be at least 0, got -1"),
+    ("adapt", ["--patience", "0"], "--patience must be at least 1, got 0"),
+    ("adapt", ["--ridge", "-1"], "--ridge must be non-negative, got -1.0"),
     ("query-tune", ["--batch-size", "1"], IN_BATCH + "1"),
     ("query-tune", ["--negatives", "-1"], "--negatives must be at least 0, got -1"),
     ("query-tune", ["--scale", "0"], "--scale must be positive, got 0.0"),
@@ -64,7 +72,8 @@ def inputs(tmp_path):
     return {"train": ["train", "--data", str(root / "pairs.tsv"), "--out", out],
             "distill": ["distill", "--texts", str(root / "texts.txt"), "--out", out],
             "query-tune": ["query-tune", "--data", str(root / "mined.jsonl"), "--index", str(tmp_path / "index"),
-                           "--out", out]}
+                           "--out", out],
+            "adapt": ["adapt", "--index", str(tmp_path / "index"), "--keep", "2", "--out", out]}
 
 
 @pytest.fixture
@@ -110,7 +119,8 @@ def test_an_unknown_optimizer_is_refused_by_the_parser(command, inputs, capsys, 
 
 
 def configs(tmp_path, **options):
-    """The three commands' configs, each with ``options``, and the function that runs it."""
+    """The four commands' configs, each with ``options``, and the function that runs it."""
+    from training.adapt import AdaptConfig, adapt
     from training.distill import DistillConfig, distill
     from training.query_tuning import QueryTuneConfig, query_tune
     from training.train import TrainConfig, train
@@ -118,7 +128,8 @@ def configs(tmp_path, **options):
     out = str(tmp_path / "out")
     return {"train": (train, TrainConfig(data=str(tmp_path), out=out, **options)),
             "distill": (distill, DistillConfig(texts=str(tmp_path), out=out, **options)),
-            "query-tune": (query_tune, QueryTuneConfig(data=str(tmp_path), index=str(tmp_path), out=out, **options))}
+            "query-tune": (query_tune, QueryTuneConfig(data=str(tmp_path), index=str(tmp_path), out=out, **options)),
+            "adapt": (adapt, AdaptConfig(index=str(tmp_path), keep=2, out=out, **options))}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -132,7 +143,7 @@ def test_the_python_api_checks_the_same_way(command, options, message, tmp_path,
 
     run, config = configs(tmp_path, **options)[command]
     if message is None:
-        message = {"distill": "--batch-size must be at least 1, got 0"}.get(command, IN_BATCH + "0")
+        message = BATCH_SIZE_0[command]
     with pytest.raises(InputError) as err:
         run(config)
     assert str(err.value) == message
@@ -175,11 +186,15 @@ RECORD_KEYS = {
               "progress"},
     "distill": {"texts", "out", "teacher", "model", "query_splits", "short_texts", "distance", "epochs",
                 "max_steps", "batch_size", "learning_rate", "warmup", "weight_decay", "optimizer", "rho",
-                "max_seq_length", "max_texts", "seed", "init_projection", "ridge", "cache_dir", "logging_steps",
-                "device", "force", "progress"},
+                "max_seq_length", "max_texts", "seed", "init_projection", "ridge", "cache_dir", "held_out",
+                "eval_steps", "patience", "logging_steps", "device", "force", "progress"},
     "query-tune": {"data", "index", "out", "model", "negatives", "epochs", "max_steps", "batch_size",
                    "learning_rate", "warmup", "weight_decay", "scale", "distill_weight", "optimizer", "rho", "seed",
                    "logging_steps", "device", "force", "progress"},
+    "adapt": {"index", "keep", "texts", "out", "teacher", "model", "query_splits", "short_texts", "sources",
+              "sentences", "distance", "epochs", "max_steps", "batch_size", "learning_rate", "warmup", "weight_decay",
+              "optimizer", "rho", "max_seq_length", "max_texts", "seed", "init_projection", "ridge", "cache_dir",
+              "held_out", "eval_steps", "patience", "install", "logging_steps", "device", "force", "progress"},
 }
 
 

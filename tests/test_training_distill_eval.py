@@ -205,3 +205,30 @@ def test_evaluate_queries_only_keeps_the_index_vectors(ff_index, distilled, tmp_
     assert report["forward_index"] == str(index / "vectors") and report["layers"] == 2
     assert report["documents_encoded_by"] == "the index encoder"
     assert not (tmp_path / "work").exists()  # nothing encoded
+
+
+@pytest.mark.java
+def test_evaluate_also_reports_other_collections_beside_the_main_one(ff_index, distilled, tmp_path, capsys):
+    from training.cli import main
+
+    beir, index = ff_index
+    other = write_beir(tmp_path / "other", qrels=[("q1", "5", 1), ("q3", "4", 2)])  # same documents, other judgements
+    report_file = tmp_path / "report.json"
+    assert main(["evaluate", "--model", "default", str(distilled), "--index", str(index), "--data", str(beir),
+                 "--alpha", "0.5", "--queries-only", "--also", f"{beir}={index}", f"{other}={index}",
+                 "--json", str(report_file), "--work", str(tmp_path / "work"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    for report in json.loads(report_file.read_text()):
+        same, changed = report["also"]
+        assert same["scores"] == report["scores"]  # the main collection again: the same numbers
+        assert same["name"] == "tiny" and changed["name"] == "other" and changed["queries"] == 2
+        assert changed["scores"]["fast_forward"] != report["scores"]["fast_forward"]
+        assert (f"also other (test: 2 queries, same alpha): dense nDCG@10 {changed['scores']['dense']['nDCG@10']:.4f}"
+                in printed)
+    assert "| model | layers | tiny dense | tiny FF | tiny dense | tiny FF | other dense | other FF |" in printed
+    assert not (tmp_path / "work").exists()  # queries only: nothing encoded
+
+    assert main(["evaluate", "--model", "default", "--index", str(index), "--data", str(beir), "--alpha", "0.5",
+                 "--also", str(beir)]) == 2
+    assert capsys.readouterr().err == (f"ff-train: error: --also {beir}: expected DATA=INDEX (a BEIR directory and "
+                                       "the index built from it)\n")

@@ -1,6 +1,7 @@
 """``ff-train``: prune an encoder (``prune``), hold out a dev split (``dev-split``), mine BM25 hard
 negatives (``mine``), distil a teacher into it (``distill``), train it (``train``), train a query encoder
-against an index's vectors (``query-tune``), measure it (``evaluate``)."""
+against an index's vectors (``query-tune``), adapt a pruned query encoder to an index's collection
+without labels (``adapt``), measure it (``evaluate``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 from typing import Any
 
 from ranker.errors import InputError, cli_entry
+from training.adapt import SOURCES, AdaptConfig
 from training.config import OPTIMIZERS, TrainingConfig
 from training.distill import DISTANCES, DistillConfig
 from training.query_tuning import QueryTuneConfig
@@ -99,7 +101,38 @@ def make_parser() -> argparse.ArgumentParser:
     dis.add_argument("--ridge", type=float, default=1e-3, help="ridge penalty of --init-projection (default: 1e-3)")
     dis.add_argument("--max-texts", type=int, help="distil on a fixed-seed sample of this many texts")
     dis.add_argument("--cache-dir", help="teacher embedding cache (default: <out>.teacher-cache)")
+    _add_held_out_options(dis, DistillConfig)
     _add_training_options(dis, DistillConfig, items="texts", batch="texts per step")
+
+    ad = sub.add_parser("adapt", help="adapt a pruned query encoder to an index's own collection, without labels",
+                        description="Prune the index's encoder (the one that built its vectors) to its first N "
+                                    "layers and distil it from that encoder on the index's own texts: query-like "
+                                    "texts made from the documents it stores (titles, first sentences) and, with "
+                                    "--texts, the documents themselves. No "
+                                    "queries or judgements needed. Part of the documents is held out: training stops "
+                                    "early on their distillation loss and keeps the best weights. --install makes "
+                                    "the result the index's query encoder (as ff-index query-encoder does).")
+    ad.add_argument("--index", required=True, help="index directory built by ff-index build (with vectors)")
+    ad.add_argument("--keep", type=int, required=True, metavar="N", help="keep the first N layers")
+    ad.add_argument("--model", help="encoder to prune (default: the index's encoder, which is always the teacher)")
+    ad.add_argument("--install", action="store_true", help="record the result as the index's query encoder")
+    ad.add_argument("--texts", choices=SOURCES, default="query-like", dest="sources",
+                    help="what to learn from: query-like texts made from the stored documents (title and first "
+                         "sentences; short, so cheap to train on), the whole documents, or both (default: "
+                         "query-like)")
+    ad.add_argument("--sentences", type=int, default=3, help="first sentences per document taken as query-like "
+                                                             "texts (default: 3)")
+    ad.add_argument("--distance", choices=DISTANCES, default="cosine",
+                    help="distance between student and teacher embeddings (default: cosine)")
+    ad.add_argument("--init-projection", action=argparse.BooleanOptionalAction, default=True,
+                    help="first fit a least-squares linear map from the pruned model's to the teacher's embeddings "
+                         "and append it (default: on)")
+    ad.add_argument("--ridge", type=float, default=1e-3, help="ridge penalty of --init-projection (default: 1e-3)")
+    ad.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
+    ad.add_argument("--max-texts", type=int, help="train on a fixed-seed sample of this many texts")
+    ad.add_argument("--cache-dir", help="teacher embedding cache (default: <out>.teacher-cache)")
+    _add_held_out_options(ad, AdaptConfig)
+    _add_training_options(ad, AdaptConfig, items="texts", batch="texts per step")
 
     qt = sub.add_parser("query-tune", help="train a query encoder against an index's fixed document vectors",
                         description="Contrastive training of the query side only: each training query must score "
@@ -131,6 +164,10 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--queries-only", action="store_true",
                     help="the models encode queries only; documents keep the index's vectors (query encoders "
                          "distilled from the index's encoder)")
+    ev.add_argument("--also", nargs="+", default=[], metavar="DATA=INDEX",
+                    help="also report dense-only and Fast-Forward nDCG@10 on these collections (a BEIR directory "
+                         "and the index built from it; its --split, with the main collection's alpha), beside the "
+                         "main collection's")
     ev.add_argument("--work", default="work/eval", help="where forward indexes of the models go (default: work/eval)")
     ev.add_argument("--json", help="also write the reports as JSON to this file")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -166,6 +203,19 @@ def make_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --checkpoint-dir")
     _add_training_options(tr, TrainConfig, items="examples", batch="examples per micro-batch")
     return parser
+
+
+def _add_held_out_options(parser: argparse.ArgumentParser, config: type[DistillConfig]) -> None:
+    """Early stopping on held-out texts (distill, adapt), with the defaults of ``config``."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    group = parser.add_argument_group("early stopping")
+    group.add_argument("--held-out", type=float, default=defaults["held_out"],
+                       help="share of the texts (adapt: of the documents) kept out of training; their distillation "
+                            "loss is measured before the first step and every --eval-steps, and the weights where "
+                            "it was lowest are saved (default: %(default)s)")
+    group.add_argument("--eval-steps", type=int, help="steps between held-out evaluations (default: four per epoch)")
+    group.add_argument("--patience", type=int, default=defaults["patience"],
+                       help="stop after this many evaluations without a new lowest loss (default: %(default)s)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, config: type[TrainingConfig], items: str,
@@ -209,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False) and args.command in ("prune", "evaluate"):
         _quiet()
     commands = {"prune": _prune, "mine": _mine, "train": _train, "dev-split": _dev_split, "distill": _distill,
-                "query-tune": _query_tune, "evaluate": _evaluate}
+                "query-tune": _query_tune, "adapt": _adapt, "evaluate": _evaluate}
     try:
         return commands[args.command](args)
     except ValueError as err:  # option values that the library rejects
@@ -322,8 +372,25 @@ def _distill(args: argparse.Namespace) -> int:
     from training.distill import distill
 
     summary = distill(_training_config(DistillConfig, args, query_splits=tuple(args.query_splits)))
+    held = summary.get("held_out")
+    best = (f", held-out loss {held['start_loss']:.4f} -> {held['best_loss']:.4f} at step {held['best_step']}"
+            if held else "")
     print(f"wrote {args.out} ({summary['steps']} steps on {summary['texts']:,} texts, "
-          f"train loss {summary['train_loss']:.4f})")
+          f"train loss {summary['train_loss']:.4f}{best})")
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from training.adapt import adapt
+
+    summary = adapt(_training_config(AdaptConfig, args))
+    held = summary["held_out"]
+    print(f"wrote {args.out} ({summary['layers']} of {summary['layers_before']} layers; {summary['steps']} steps on "
+          f"{summary['texts']:,} texts, {summary['samples_per_second']:.1f} texts/s; held-out loss "
+          f"{held['start_loss']:.4f} at the start, {held['best_loss']:.4f} at step {held['best_step']}"
+          f"{', stopped early' if held['stopped_early'] else ''})")
+    if summary["installed"]:
+        print(f"{args.index}: queries are encoded with {summary['installed']['path']}")
     return 0
 
 
@@ -337,16 +404,21 @@ def _query_tune(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_encoder, format_report
+    from training.evaluate import evaluate_also, evaluate_encoder, format_report, format_table, parse_also
 
+    also = parse_also(args.also)
     reports = []
     for model in args.model:
         report = evaluate_encoder(model, args.index, args.data, split=args.split,
                                   tune_split=None if args.alpha is not None else args.tune_split, alpha=args.alpha,
                                   work=args.work, progress=not args.quiet,
                                   queries_only=args.queries_only)
+        if also:
+            report["also"] = evaluate_also(model, report, also, work=args.work, progress=not args.quiet)
         print(format_report(report), flush=True)
         reports.append(report)
+    if also or len(reports) > 1:
+        print(format_table(reports, os.path.basename(os.path.normpath(args.data))))
     if args.json:
 
         from ranker.atomic import write_json_atomic

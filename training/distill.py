@@ -5,7 +5,11 @@ encodes it, title + newline + text, and the queries of the chosen splits) or a p
 texts. The teacher encodes them once; the vectors are cached on disk, keyed by the teacher's
 fingerprint and the texts, so a second run (another student, another seed) skips that step.
 The student is trained with sentence-transformers' ``EmbedDistillLoss`` (cosine or MSE) by the
-same trainer as ``ff-train train`` (so ``--optimizer sam|asam`` works here too).
+same trainer as ``ff-train train`` (so ``--optimizer sam|asam`` works here too). With ``held_out``
+a share of the texts is kept out of training: the student's distillation loss on them is measured
+before the first step and every ``eval_steps`` steps, training stops after ``patience``
+evaluations without a new best, and the weights with the lowest held-out loss are saved.
+Callers with their own texts (``ff-train adapt``) pass them, and a loaded student, to :func:`distill`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class DistillConfig(TrainingConfig):
     init_projection: bool = False
     ridge: float = 1e-3
     cache_dir: str | None = None  # default: <out>.teacher-cache
+    held_out: float = 0.0  # share of the texts kept out of training for early stopping (0: none)
+    eval_steps: int | None = None  # steps between held-out evaluations (None: four per epoch)
+    patience: int = 3  # held-out evaluations without a new best before training stops
 
     min_batch_size: ClassVar[int] = 1  # the loss compares each text with its teacher embedding only
     batch_size_reason: ClassVar[str] = ""
@@ -54,6 +61,12 @@ class DistillConfig(TrainingConfig):
         if self.max_texts is not None and self.max_texts < 1:
             raise InputError(f"--max-texts must be at least 1, got {self.max_texts}")
         check_non_negative("--ridge", self.ridge)
+        if not 0 <= self.held_out < 1:
+            raise InputError(f"--held-out must lie in [0, 1), got {self.held_out}")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise InputError(f"--eval-steps must be at least 1, got {self.eval_steps}")
+        if self.patience < 1:
+            raise InputError(f"--patience must be at least 1, got {self.patience}")
 
     @property
     def cache(self) -> Path:
@@ -153,8 +166,27 @@ def teacher_embeddings(teacher_dir: Path, texts: list[str], cache: Path, max_seq
     return vectors
 
 
-def distill(config: DistillConfig) -> dict[str, Any]:
-    """Distil as ``config`` says, save the student to ``config.out``; returns the run summary."""
+def split_held_out(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(train, held_out)``: a fixed-seed share ``fraction`` of ``texts`` held out (at least one of each)."""
+    import numpy as np
+
+    if fraction <= 0:
+        return texts, []
+    if len(texts) < 2:
+        raise InputError(f"--held-out needs at least 2 texts, got {len(texts)}")
+    n = min(len(texts) - 1, max(1, round(fraction * len(texts))))
+    chosen = set(np.random.default_rng(seed).choice(len(texts), n, replace=False).tolist())
+    return ([t for i, t in enumerate(texts) if i not in chosen], [t for i, t in enumerate(texts) if i in chosen])
+
+
+def distill(config: DistillConfig, texts: list[str] | None = None, held_out: list[str] | None = None,
+            student: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Distil as ``config`` says, save the student to ``config.out``; returns the run summary.
+
+    ``texts`` (default: read from ``config.texts``) and ``held_out`` (default: ``config.held_out`` of
+    them, drawn with the seed) are the training and early-stopping texts; ``student`` a loaded model
+    to train instead of ``config.model``; ``extra`` more JSON files saved with the model.
+    """
     config.validate()
     import numpy as np
     from datasets import Dataset
@@ -167,16 +199,21 @@ def distill(config: DistillConfig) -> dict[str, Any]:
 
     check_out(config.out, config.force)
     set_seed(config.seed)
-    texts = read_texts(config.texts, config.query_splits, short=config.short_texts)
+    if texts is None:
+        texts = read_texts(config.texts, config.query_splits, short=config.short_texts)
+    if held_out is None:
+        texts, held_out = split_held_out(texts, config.held_out, config.seed)
     if config.max_texts is not None and len(texts) > config.max_texts:
         keep = np.random.default_rng(config.seed).choice(len(texts), config.max_texts, replace=False)
         texts = [texts[i] for i in sorted(keep)]
-    student = load_model(config.model, device=config.device)
+    if student is None:
+        student = load_model(config.model, device=config.device)
     if config.max_seq_length is not None:
         student.max_seq_length = config.max_seq_length
     teacher_dir = resolve_encoder(config.teacher)
-    vectors = teacher_embeddings(teacher_dir, texts, config.cache, max_seq_length=student.max_seq_length,
+    vectors = teacher_embeddings(teacher_dir, texts + held_out, config.cache, max_seq_length=student.max_seq_length,
                                  device=config.device, progress=config.progress)
+    vectors, held_vectors = vectors[:len(texts)], vectors[len(texts):]
     if vectors.shape[1] != embedding_dimension(student):
         raise InputError(f"--teacher: its embeddings have {vectors.shape[1]} dimensions, the student's "
                          f"{embedding_dimension(student)}; they must match")
@@ -188,15 +225,19 @@ def distill(config: DistillConfig) -> dict[str, Any]:
         print(f"linear map fitted on {len(texts):,} texts: mean cosine to the teacher "
               f"{projection['cosine_before']:.4f} -> {projection['cosine_after']:.4f}")
     dataset = Dataset.from_dict({"text": texts, "label": vectors.tolist()})
+    held = Dataset.from_dict({"text": held_out, "label": held_vectors.tolist()}) if held_out else None
+    eval_steps = config.eval_steps or max(1, -(-len(texts) // config.batch_size) // 4)
     loss = EmbedDistillLoss(student, distance_metric=config.distance)
-    record = train_once(student, dataset, loss, config, prefix="ff-distill-")
+    record = train_once(student, dataset, loss, config, prefix="ff-distill-", eval_dataset=held,
+                        eval_steps=eval_steps, patience=config.patience)
     summary = {
         "config": {**dataclasses.asdict(config), "query_splits": list(config.query_splits)},
         "teacher": str(teacher_dir),
         "teacher_fingerprint": encoder_fingerprint(teacher_dir),
         "texts": len(texts),
+        "held_out_texts": len(held_out),
         "projection": projection,
         **record,
     }
-    save_model(student, config.out, force=config.force, extra={RUN_FILE: summary})
+    save_model(student, config.out, force=config.force, extra={RUN_FILE: summary, **(extra or {})})
     return summary

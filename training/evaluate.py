@@ -8,7 +8,9 @@ For one model directory and an index built by ``ff-index build`` (its BM25 part 
   train on, see ``ff-train dev-split``), then BM25, dense-only (exact) and Fast-Forward runs of
   ``--split`` are evaluated;
 * per query group (query-length buckets) nDCG@10, and the worst group;
-* query-encoding latency: each query of ``--split`` encoded on its own, one thread, median and p95.
+* query-encoding latency: each query of ``--split`` encoded on its own, one thread, median and p95;
+* with ``--also DATA=INDEX``, the same model's dense-only and Fast-Forward nDCG@10 on other collections
+  (their ``--split``), with the alpha setting of the main collection: how far the model travels.
 """
 
 from __future__ import annotations
@@ -75,11 +77,13 @@ def encode_latency(model_dir: Path, queries: list[str], repeats: int = 1) -> dic
 
 def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, split: str = "test",
                      tune_split: str | None = "dev", alpha: float | None = None, work: str | Path = "work/eval",
-                     grouping: str = "length", progress: bool = True, queries_only: bool = False) -> dict[str, Any]:
+                     grouping: str = "length", progress: bool = True, queries_only: bool = False,
+                     normalization: str = "minmax", latency: bool = True) -> dict[str, Any]:
     """Everything :mod:`training.evaluate` measures, as a JSON-ready dict.
 
     ``queries_only``: the model encodes the queries only, the documents keep the index's vectors
     (a query encoder distilled from the index's encoder, see :mod:`ranker.query_encoder`).
+    ``normalization`` goes with a given ``alpha``; ``latency=False`` skips timing the query encoder.
     """
     from indexing.corpus import corpus_file
     from ranker.encoders import resolve_encoder
@@ -114,16 +118,16 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     ff = FastForward(BM25Searcher(index), forward,
                      QueryEncoder(model_dir, normalize=forward.manifest["similarity"] == "cosine"))
 
-    setting: dict[str, Any] = {"alpha": alpha, "normalization": "minmax", "split": None}
+    setting: dict[str, Any] = {"alpha": alpha, "normalization": normalization, "split": None}
     if tune_split is not None:
         queries = read_queries(data, split=tune_split)
         qrels = load_qrels(data, split=tune_split)
         tuned = ff.rank(queries, k_s=1000, alpha=1.0)
         best = (-1.0, 0.0, "minmax")
-        for normalization in ("minmax", "none"):
-            table = sweep_alpha(tuned.sparse, tuned.dense, qrels, "nDCG@10", steps=20, normalization=normalization)
+        for norm in ("minmax", "none"):
+            table = sweep_alpha(tuned.sparse, tuned.dense, qrels, "nDCG@10", steps=20, normalization=norm)
             row = table.loc[table["value"].idxmax()]
-            best = max(best, (float(row["value"]), float(row["alpha"]), normalization))
+            best = max(best, (float(row["value"]), float(row["alpha"]), norm))
         setting = {"alpha": round(best[1], 6), "normalization": best[2], "split": tune_split,
                    "nDCG@10": round(best[0], 4)}
 
@@ -131,7 +135,7 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     qrels = load_qrels(data, split=split)
     result = ff.rank(queries, k_s=1000, alpha=setting["alpha"], normalization=setting["normalization"])
     fused = interpolate(result.sparse, result.dense, setting["alpha"], normalization=setting["normalization"])
-    runs = {"bm25": result.sparse, "dense": ff.dense_search(queries, k=1000), "fast_forward": fused}
+    runs = {"bm25": result.sparse, "dense": ff.dense_search(queries, k=1000, exact=True), "fast_forward": fused}
     scores = {name: {m: round(v, 4) for m, v in evaluate(run, qrels, list(MEASURES)).items()}
               for name, run in runs.items()}
 
@@ -152,9 +156,38 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
         "scores": scores,
         "groups": {"grouping": grouping, "queries": {g: int(n) for g, n in sizes.items()}, "nDCG@10": by_group,
                    "worst": {name: min(values, key=values.__getitem__) for name, values in by_group.items()}},
-        "encode_latency": encode_latency(model_dir, queries["query"].astype(str).tolist()),
+        "encode_latency": encode_latency(model_dir, queries["query"].astype(str).tolist()) if latency else None,
         "forward_index": str(vectors),
     }
+
+
+def parse_also(pairs: list[str]) -> list[tuple[Path, Path]]:
+    """``DATA=INDEX`` pairs of ``--also`` as ``(data, index)`` paths, both checked to exist."""
+    out = []
+    for pair in pairs:
+        data, sep, index = pair.partition("=")
+        if not sep or not data or not index:
+            raise InputError(f"--also {pair}: expected DATA=INDEX (a BEIR directory and the index built from it)")
+        for path, what in ((data, "collection"), (index, "index")):
+            if not Path(path).is_dir():
+                raise InputError(f"--also {pair}: {what} {path}: no such directory")
+        out.append((Path(data), Path(index)))
+    return out
+
+
+def evaluate_also(model: str | None, report: dict[str, Any], collections: list[tuple[Path, Path]],
+                  work: str | Path = "work/eval", progress: bool = True) -> list[dict[str, Any]]:
+    """Dense-only and Fast-Forward scores of ``model`` on other ``(data, index)`` collections (``report``'s split),
+    with the alpha and normalisation of ``report`` (the main collection's evaluation)."""
+    out = []
+    for data, index in collections:
+        other = evaluate_encoder(model, index, data, split=report["split"], tune_split=None,
+                                 alpha=report["alpha"]["alpha"], normalization=report["alpha"]["normalization"],
+                                 work=work, progress=progress,
+                                 queries_only=report.get("documents_encoded_by") == "the index encoder", latency=False)
+        out.append({"data": str(data), "index": str(index), "name": data.name, "queries": other["queries"],
+                    "scores": other["scores"]})
+    return out
 
 
 def _layers(model_dir: Path) -> int | None:
@@ -180,5 +213,23 @@ def format_report(report: dict[str, Any]) -> str:
         cells = ", ".join(f"{g} ({groups['queries'].get(g, 0)}) {v:.4f}" for g, v in sorted(values.items()))
         lines.append(f"{name} nDCG@10 by query length: {cells}; worst: {groups['worst'][name]}")
     latency = report["encode_latency"]
-    lines.append(f"query encoding (1 thread): median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms")
+    if latency:
+        lines.append(f"query encoding (1 thread): median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms")
+    for other in report.get("also", []):
+        scores = other["scores"]
+        lines.append(f"also {other['name']} ({report['split']}: {other['queries']} queries, same alpha): dense nDCG@10 "
+                     f"{scores['dense']['nDCG@10']:.4f}, fast_forward nDCG@10 {scores['fast_forward']['nDCG@10']:.4f}")
+    return "\n".join(lines)
+
+
+def format_table(reports: list[dict[str, Any]], name: str) -> str:
+    """One line per model: dense-only and Fast-Forward nDCG@10 on the main collection (``name``) and on each
+    ``--also`` collection, side by side (markdown)."""
+    names = [name] + [other["name"] for other in reports[0].get("also", [])]
+    head = "| model | layers | " + " | ".join(f"{n} dense | {n} FF" for n in names) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(names))]
+    for report in reports:
+        cells = [report["scores"]] + [other["scores"] for other in report.get("also", [])]
+        values = " | ".join(f"{c['dense']['nDCG@10']:.4f} | {c['fast_forward']['nDCG@10']:.4f}" for c in cells)
+        lines.append(f"| {report['model']} | {report['layers']} | {values} |")
     return "\n".join(lines)

@@ -25,9 +25,11 @@ def fit_projection(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> tuple[n
     if ridge < 0:
         raise ValueError(f"ridge must be non-negative, got {ridge}")
     xa = np.hstack([x.astype(np.float64), np.ones((x.shape[0], 1))])
-    gram = xa.T @ xa
-    gram[np.diag_indices(x.shape[1])] += ridge * x.shape[0]  # the bias is not shrunk
-    solution = np.linalg.solve(gram, xa.T @ y.astype(np.float64))
+    # (Xa^T Xa + ridge n I') W = Xa^T Y (I' leaves the bias unshrunk) as least squares on Xa stacked over
+    # sqrt(ridge n) I', not np.linalg.solve: its LAPACK call crashes in a process that has started the JVM
+    penalty = np.hstack([np.sqrt(ridge * x.shape[0]) * np.eye(x.shape[1]), np.zeros((x.shape[1], 1))])
+    target = np.vstack([y.astype(np.float64), np.zeros((x.shape[1], y.shape[1]))])
+    solution = np.linalg.lstsq(np.vstack([xa, penalty]), target, rcond=None)[0]
     return solution[:-1].astype(np.float32), solution[-1].astype(np.float32)
 
 

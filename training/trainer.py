@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformerTrainer
+from transformers import TrainerCallback
 
 from training.sam import SAM
 
@@ -70,30 +71,84 @@ class FFTrainer(SentenceTransformerTrainer):
 
 
 def train_once(model: Any, dataset: Any, loss: Any, config: TrainingConfig, prefix: str,
-               checkpoints: Path | None = None, resume: bool = False) -> dict[str, Any]:
+               checkpoints: Path | None = None, resume: bool = False, eval_dataset: Any = None,
+               eval_steps: int = 50, patience: int = 3) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``loss`` as ``config`` says (its optimizer: AdamW, SAM or ASAM).
 
     Checkpoints go to ``checkpoints`` (``resume``: continue from the latest one there), or without
-    it to a scratch directory (``prefix``) removed afterwards. Returns what a run's record keeps of
-    the training: ``steps``, ``train_loss``, ``versions`` and ``log_history``.
+    it to a scratch directory (``prefix``) removed afterwards. With ``eval_dataset`` the loss on it is
+    measured before the first step, every ``eval_steps`` steps and after the last; training stops after
+    ``patience`` evaluations without a new best and ``model`` ends with the best weights (:class:`KeepBest`).
+    Returns what a run's record keeps of the training: ``steps``, ``train_loss``, ``train_seconds``,
+    ``samples_per_second``, ``versions``, ``log_history`` and, with ``eval_dataset``, ``held_out``.
     """
     scratch = None if checkpoints else Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        args = make_trainer_args(scratch or checkpoints, **config.trainer_options())
-        trainer = FFTrainer(model=model, args=args, train_dataset=dataset, loss=loss, sam=config.sam)
+        options = config.trainer_options()
+        if eval_dataset is not None:
+            options.update(eval_steps=eval_steps)
+        args = make_trainer_args(scratch or checkpoints, **options)
+        best = KeepBest(model, patience) if eval_dataset is not None else None
+        trainer = FFTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset, loss=loss,
+                            sam=config.sam, callbacks=[best] if best else None)
+        if best is not None:
+            trainer.evaluate()  # the loss before the first step: training must beat it to change the model
         result = trainer.train(resume_from_checkpoint=True if resume else None)
-        return {"steps": trainer.state.global_step, "train_loss": result.training_loss, "versions": versions(),
-                "log_history": trainer.state.log_history}
+        record: dict[str, Any] = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+                                  "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
+                                  "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2)}
+        if best is not None:
+            if best.history[-1]["step"] != trainer.state.global_step:
+                trainer.evaluate()
+            record["held_out"] = best.restore()
+        return {**record, "versions": versions(), "log_history": trainer.state.log_history}
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+class KeepBest(TrainerCallback):
+    """Early stopping on a held-out loss: keeps a copy of the weights at every new lowest ``eval_loss``
+    (in memory), stops training after ``patience`` evaluations without one, and :meth:`restore` puts
+    the best weights back."""
+
+    def __init__(self, model: Any, patience: int) -> None:
+        self.model = model
+        self.patience = patience
+        self.history: list[dict[str, float]] = []
+        self.best_loss = float("inf")
+        self.best_step = -1
+        self._best_state: dict[str, Any] | None = None
+        self._since_best = 0
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
+                    **kwargs: Any) -> None:
+        """Record the evaluation; keep the weights if it is the best so far, else count towards ``patience``."""
+        loss = float((metrics or {})["eval_loss"])
+        self.history.append({"step": state.global_step, "loss": round(loss, 6)})
+        if loss < self.best_loss:
+            self.best_loss, self.best_step, self._since_best = loss, state.global_step, 0
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        else:
+            self._since_best += 1
+            if self._since_best >= self.patience:
+                control.should_training_stop = True
+
+    def restore(self) -> dict[str, Any]:
+        """Load the best weights into the model; returns the held-out record (losses, best step, early stop)."""
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        return {"start_loss": self.history[0]["loss"], "best_loss": round(self.best_loss, 6),
+                "best_step": self.best_step, "stopped_early": self._since_best >= self.patience,
+                "evaluations": self.history}
+
+
 def make_trainer_args(output_dir: Path, batch_size: int, learning_rate: float, warmup: float,
                       weight_decay: float, epochs: float, max_steps: int, seed: int, device: str | None,
                       logging_steps: int, progress: bool, grad_accum: int = 1, max_grad_norm: float = 1.0,
-                      precision: str = "fp32", save_steps: int = 0) -> Any:
-    """sentence-transformers training arguments (``save_steps`` 0: no checkpoints)."""
+                      precision: str = "fp32", save_steps: int = 0, eval_steps: int | None = None) -> Any:
+    """sentence-transformers training arguments (``save_steps`` 0: no checkpoints; ``eval_steps``: evaluate
+    the eval dataset that often)."""
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
@@ -115,6 +170,9 @@ def make_trainer_args(output_dir: Path, batch_size: int, learning_rate: float, w
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or 500,
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
+        per_device_eval_batch_size=batch_size,
         logging_steps=logging_steps,
         report_to="none",
         disable_tqdm=not progress,
