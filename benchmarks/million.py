@@ -255,9 +255,7 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               "|---|---|---|---|---|---|---|"]
     for name, row, index in ((big, dense, args.work / "index"), ("SciFact", scifact_dense, args.scifact_index)):
         params = json.loads((index / "ann" / "manifest.json").read_text())["params"] if row["ann"] else None
-        kind = (f"{params['type']} (nlist {params['nlist']}, nprobe {params['nprobe']})"
-                if params and params["type"] != "hnsw" else params["type"] if params else "none")
-        lines.append(f"| {name} | {kind} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
+        lines.append(f"| {name} | {ann_label(params)} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
                      f"{row['exact_ms']:.1f} | {row['ann_ms']:.1f} | {row['exact_ms'] / row['ann_ms']:.1f}× |")
     lines += ["", f"## ff-serve, {args.workers} workers, `GET /v1/search?k=10` on unseen queries", "",
               "Modes `ff` (BM25's 1,000 candidates re-ranked) and `hybrid` (plus the top 100 dense candidates, "
@@ -289,6 +287,15 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               "Python heap, the query encoder, the JVM heap (Lucene's per-searcher state) and FAISS's coarse "
               "centroids.", ""]
     return "\n".join(lines)
+
+
+def ann_label(params: dict | None) -> str:
+    """An ANN index's type and search parameters, as the table shows them."""
+    if params is None:
+        return "none"
+    if params["type"].startswith("hnsw"):
+        return f"{params['type']} (M {params['hnsw_m']}, efSearch max({params['ef_search']}, k))"
+    return f"{params['type']} (nlist {params['nlist']}, nprobe {params['nprobe']})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,8 +253,8 @@ def _add_ann_parser(sub: Any) -> None:
         description=f"Defaults by collection size: --type auto is ivf (IVF, flat codes) below {SQ_MIN_VECTORS:,} "
                     "vectors and ivfsq8 (IVF, 8-bit scalar-quantised codes) from there on; nlist = the power of "
                     "two nearest 2*sqrt(vectors), nprobe = nlist/6 (at least 8); ivfpq (IVF-PQ): dim/8 bytes per "
-                    "vector; hnsw: M 32, efConstruction 80, efSearch 256. IVF indexes are memory-mapped (every "
-                    "worker shares their pages); an HNSW graph is read into each process. FAISS proposes "
+                    "vector; hnsw: M 32, efConstruction 80, efSearch 256. Every type is memory-mapped (every "
+                    "worker shares its pages). FAISS proposes "
                     "--shortlist x k rows (1, ivfpq 4) and the forward index scores them exactly.")
     build.add_argument("--index", required=True, help="index directory with a forward index")
     build.add_argument("--type", choices=["auto", "ivf", "ivfsq8", "ivfpq", "hnsw"], default="auto",

@@ -9,9 +9,9 @@ Layout (``<index>/ann/``, built by ``ff-index ann build``)::
 
 Types: ``ivf`` (IVF with flat codes), ``ivfsq8`` (IVF with 8-bit scalar-quantised codes, a
 quarter of float32), ``ivfpq`` (IVF with product-quantised codes) and ``hnsw`` (HNSW graph over flat
-vectors). The IVF types are opened memory-mapped (``IO_FLAG_MMAP``), so every
-process that searches them shares their pages through the page cache; FAISS reads an HNSW graph
-into each process's own memory. A search asks FAISS for a shortlist of ``shortlist * k`` rows and
+vectors). Every type is opened memory-mapped (IVF lists with ``IO_FLAG_MMAP``, an HNSW graph and
+its vectors with ``IO_FLAG_MMAP_IFC``), so every process that searches them shares their pages
+through the page cache. A search asks FAISS for a shortlist of ``shortlist * k`` rows and
 scores it again with the forward index itself, so the returned scores are exactly the scores
 Fast-Forward uses (and an IVF-PQ's coarse codes only decide which rows are looked at).
 
@@ -149,7 +149,8 @@ class AnnIndex:
             raise InputError(f"{path}: built from vectors of another encoder; rebuild it with ff-index ann build")
         file = path / INDEX_FILE
         check_listed_file(file, manifest["file"], verify, "the ANN index")
-        flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if manifest["params"]["type"] != "hnsw" else 0)
+        mmap = faiss.IO_FLAG_MMAP_IFC if manifest["params"]["type"] == "hnsw" else faiss.IO_FLAG_MMAP
+        flags = faiss.IO_FLAG_READ_ONLY | mmap
         try:
             faiss_index = faiss.read_index(str(file), flags)
         except RuntimeError as err:

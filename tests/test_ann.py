@@ -76,6 +76,19 @@ def test_ann_finds_the_exact_neighbours_and_scores_them_exactly(tmp_path, index,
     assert (np.diff(scores, axis=1) <= 0).all()
 
 
+@pytest.mark.parametrize("kind", ["ivfsq8", "hnsw"])
+def test_the_faiss_file_is_memory_mapped_not_copied(tmp_path, index, kind):
+    """Workers share an ANN index's pages only if FAISS maps the file rather than reading it into memory."""
+    work = tmp_path / "index"
+    shutil.copytree(index, work)
+    build_ann(work, type=kind, progress=False, **({"nlist": 32} if kind != "hnsw" else {}))
+    forward = ForwardIndex.open(work)
+    ann = AnnIndex.open(work, forward)
+    file = str((work / "ann" / "index.faiss").resolve())
+    assert any(line.rstrip().endswith(file) for line in open("/proc/self/maps"))
+    assert ann.search(clustered(2, seed=5), k=5)[1].shape == (2, 5)
+
+
 def test_exact_scan_block_by_block_equals_brute_force(index, queries, monkeypatch):
     import ranker.dense
 
