@@ -59,6 +59,17 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "index"
 
 
+@pytest.fixture(scope="module")
+def tiny_ff_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny collection with BM25 and vectors of the packaged all-MiniLM-L6-v2, built once per test module
+    (copy it before changing it)."""
+    from indexing.build import build_index
+
+    root = tmp_path_factory.mktemp("tiny-ff-index")
+    build_index(write_beir(root / "tiny"), root / "index", encoder="default", progress=False)
+    return root / "index"
+
+
 STRICT = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -18,8 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from indexing.build import build_index
-from tests.conftest import REPO, write_beir
+from tests.conftest import REPO
 
 HEAVY = ("jnius", "torch", "sentence_transformers", "pyserini", "pandas", "numpy", "flask", "werkzeug",
          "gunicorn", "prometheus_client")
@@ -90,16 +89,9 @@ def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
     assert proc.stderr == f"ff-serve: error: {message.format(tmp=tmp_path)}\n"
 
 
-@pytest.fixture(scope="module")
-def ff_index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    build_index(write_beir(root / "tiny"), root / "index", encoder="default", progress=False)
-    return root / "index"
-
-
 @pytest.mark.java
-def test_an_index_whose_encoder_differs_is_refused_before_serving(ff_index, tmp_path):
-    shutil.copytree(ff_index, tmp_path / "index")
+def test_an_index_whose_encoder_differs_is_refused_before_serving(tiny_ff_index, tmp_path):
+    shutil.copytree(tiny_ff_index, tmp_path / "index")
     manifest_path = tmp_path / "index" / "vectors" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["encoder"]["fingerprint"] = "sha256:0000"
@@ -126,12 +118,12 @@ def get(url: str, timeout: float = 30) -> tuple[int, dict | str]:
 
 
 @pytest.mark.java
-def test_real_server_answers_concurrent_requests(ff_index):
+def test_real_server_answers_concurrent_requests(tiny_ff_index):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen([sys.executable, "-m", "service", "--index", f"tiny={ff_index}",
+    server = subprocess.Popen([sys.executable, "-m", "service", "--index", f"tiny={tiny_ff_index}",
                                "--port", str(port), "--workers", "2", "--threads", "2", "--candidates", "100"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -264,13 +256,13 @@ def test_token_files_and_cors_origins_reach_the_workers(tiny_index, tmp_path, mo
 
 
 @pytest.mark.java
-def test_real_server_configured_by_file_environment_and_flags_answers_503_past_its_budget(ff_index, tmp_path):
+def test_real_server_configured_by_file_environment_and_flags_answers_503_past_its_budget(tiny_ff_index, tmp_path):
     """Through gunicorn: the workers see the layered settings; a batch past its (1 ms) time budget is a JSON 503
     with Retry-After, counted in /metrics, and the worker lives on."""
     from service.launcher import LocalServer
 
     config = tmp_path / "serve.toml"
-    config.write_text(f'INDEXES = {{tiny = "{ff_index}"}}\nCANDIDATES = 50\nDENSE_K = 3\nALPHA = 0.2\n'
+    config.write_text(f'INDEXES = {{tiny = "{tiny_ff_index}"}}\nCANDIDATES = 50\nDENSE_K = 3\nALPHA = 0.2\n'
                       'TIME_BUDGET_MS = 60000\nDEFAULT_MODE = "hybrid"\n')
     args = ["--config", str(config), "--candidates", "60", "--time-budget-ms", "1"]
     with LocalServer({}, threads=2, args=args, env={"FF_ALPHA": "0.25", "FF_DEFAULT_K": "3"}, cwd=REPO) as server:

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_DOCS, write_beir
+from tests.conftest import TINY_DOCS
 
 DOCS = [(d["_id"], f"{d['title']}\n{d['text']}" if d["title"] else d["text"]) for d in TINY_DOCS]
 
@@ -58,24 +58,14 @@ def test_keep_best_stops_after_patience_and_restores_the_best_weights():
     assert record["stopped_early"] and [e["step"] for e in record["evaluations"]] == [0, 1, 2, 3]
 
 
-@pytest.fixture(scope="module")
-def ff_index(tmp_path_factory):
-    """The tiny collection with BM25 and vectors of the packaged all-MiniLM-L6-v2."""
-    from indexing.build import build_index
-
-    root = tmp_path_factory.mktemp("adapt")
-    build_index(write_beir(root / "tiny"), root / "index", encoder="default", progress=False)
-    return root / "index"
-
-
 @pytest.mark.java
-def test_stored_documents_are_the_texts_the_vectors_were_encoded_from(ff_index, tmp_path):
+def test_stored_documents_are_the_texts_the_vectors_were_encoded_from(tiny_ff_index, tmp_path):
     from indexing.updates import delete_documents
     from training.adapt import index_documents
 
-    assert sorted(index_documents(ff_index, progress=False)) == sorted(DOCS)
+    assert sorted(index_documents(tiny_ff_index, progress=False)) == sorted(DOCS)
     index = tmp_path / "index"
-    shutil.copytree(ff_index, index)
+    shutil.copytree(tiny_ff_index, index)
     delete_documents(index, ["4"])  # a live update: Lucene marks the document deleted
     assert sorted(index_documents(index, progress=False)) == sorted(d for d in DOCS if d[0] != "4")
 
@@ -98,7 +88,7 @@ ADAPT = ["--keep", "2", "--max-steps", "6", "--batch-size", "4", "--eval-steps",
 
 
 @pytest.mark.java
-def test_adapt_prunes_distils_and_installs_a_query_encoder(ff_index, tmp_path, capsys):
+def test_adapt_prunes_distils_and_installs_a_query_encoder(tiny_ff_index, tmp_path, capsys):
     from ranker.encoders import encoder_fingerprint, resolve_encoder
     from ranker.fast_forward import FastForward
     from ranker.query_encoder import read_query_encoder
@@ -106,7 +96,7 @@ def test_adapt_prunes_distils_and_installs_a_query_encoder(ff_index, tmp_path, c
     from training.cli import main
 
     index = tmp_path / "index"
-    shutil.copytree(ff_index, index)
+    shutil.copytree(tiny_ff_index, index)
     out = tmp_path / "minilm-2"
     assert main(["adapt", "--index", str(index), "--out", str(out), "--install", *ADAPT]) == 0
     printed = capsys.readouterr().out
@@ -144,7 +134,7 @@ def _listing(path):
 
 
 @pytest.mark.java
-def test_errors_are_one_line_and_leave_nothing_behind(ff_index, tiny_index, tmp_path, capsys):
+def test_errors_are_one_line_and_leave_nothing_behind(tiny_ff_index, tiny_index, tmp_path, capsys):
     from training.cli import main
 
     out = tmp_path / "out"
@@ -152,31 +142,31 @@ def test_errors_are_one_line_and_leave_nothing_behind(ff_index, tiny_index, tmp_
         (["--index", str(tiny_index), "--keep", "2"],
          f"ff-train: error: --index {tiny_index}: has no vectors (built with --no-vectors); adapt distils the "
          "encoder that built them"),
-        (["--index", str(ff_index), "--keep", "0"],
+        (["--index", str(tiny_ff_index), "--keep", "0"],
          "ff-train: error: --keep 0: an encoder cannot be pruned to 0 layers (keep at least 1)"),
-        (["--index", str(ff_index), "--keep", "6"],
+        (["--index", str(tiny_ff_index), "--keep", "6"],
          "ff-train: error: --keep 6: {model} has 6 layers; it cannot be pruned to 6 layers (keep 1 to 5)"),
-        (["--index", str(ff_index), "--keep", "2", "--held-out", "1"],
+        (["--index", str(tiny_ff_index), "--keep", "2", "--held-out", "1"],
          "ff-train: error: --held-out must lie strictly between 0 and 1, got 1.0"),
     ]
     from ranker.encoders import resolve_encoder
 
-    before = _listing(ff_index)
+    before = _listing(tiny_ff_index)
     for args, message in cases:
         assert main(["adapt", *args, "--out", str(out), "--quiet"]) == 2
         assert capsys.readouterr().err == message.format(model=resolve_encoder(None)) + "\n"
         assert _listing(tmp_path) == []  # no model, no teacher cache, no temporary directory
-    assert _listing(ff_index) == before
+    assert _listing(tiny_ff_index) == before
 
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["adapt", "--index", str(ff_index), "--keep", "2", "--out", str(out), "--quiet"]) == 2
+    assert main(["adapt", "--index", str(tiny_ff_index), "--keep", "2", "--out", str(out), "--quiet"]) == 2
     assert capsys.readouterr().err == f"ff-train: error: {out}: already exists; pass --force to replace it\n"
     assert _listing(tmp_path) == ["out"] and _listing(out) == ["keep.txt"]
 
 
 @pytest.mark.java
-def test_a_failed_training_leaves_no_model_and_keeps_the_teacher_cache(ff_index, tmp_path, monkeypatch, capsys):
+def test_a_failed_training_leaves_no_model_and_keeps_the_teacher_cache(tiny_ff_index, tmp_path, monkeypatch, capsys):
     import training.trainer
     from training.cli import main
 
@@ -186,6 +176,6 @@ def test_a_failed_training_leaves_no_model_and_keeps_the_teacher_cache(ff_index,
     monkeypatch.setattr(training.trainer, "train_once", broken)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="training died"):
-        main(["adapt", "--index", str(ff_index), "--out", str(out), *ADAPT])
+        main(["adapt", "--index", str(tiny_ff_index), "--out", str(out), *ADAPT])
     assert _listing(tmp_path) == ["out.teacher-cache"]  # kept on purpose: a rerun starts from it
     assert len(list((tmp_path / "out.teacher-cache").glob("*.npy"))) == 1
