@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -232,7 +233,8 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
     ]
     for name, row in sizes.items():
         small = scifact_sizes.get(name)
-        lines.append(f"| {name} | {mib(row['bytes'])} | {row['bytes'] / docs:,.0f} | {row['seconds']:.0f} | "
+        seconds = "with Lucene" if math.isnan(row["seconds"]) else f"{row['seconds']:.0f}"  # the maps: part of it
+        lines.append(f"| {name} | {mib(row['bytes'])} | {row['bytes'] / docs:,.0f} | {seconds} | "
                      + (f"{mib(small['bytes'])} | {small['bytes'] / scifact_docs:,.0f} |" if small else "– | – |"))
     lines += ["", f"Projected to MS MARCO passages ({MSMARCO:,}; linear in the number of documents, computed here from "
                   f"the {big} row's bytes per document; MS MARCO passages are shorter than SciFact abstracts, so "

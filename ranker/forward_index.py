@@ -60,7 +60,6 @@ PASSAGE_SEP = "#"
 HASH_MIN_DOCS = 50_000  # from this many documents on, IDs are found by hash (ranker.id_table)
 ACCESS_MODES = ("mmap", "pread")
 BLOCK_ROWS = 16_384  # rows gathered and scored at a time: bounds the temporary float32 copy (24 MiB at 384-d)
-SORTED_GATHER_BYTES = 64 << 20  # vector files larger than the CPU caches are read in row order (gather_rows)
 
 
 def encode_ids(ids: Sequence[str]) -> np.ndarray:
@@ -285,7 +284,7 @@ class ForwardIndex:
         rows = doc if found.all() else doc[found]
         if self.num_vectors != self.num_docs:  # firstp over passages: each document's first row
             rows = np.asarray(self.doc_offsets[rows], dtype=np.int64)
-        scores = np.asarray(gather_rows(self.vectors, rows), dtype=np.float32) @ query[0]
+        scores = np.asarray(np.take(self.vectors, rows, axis=0), dtype=np.float32) @ query[0]
         if len(rows) == len(doc):
             return scores
         out = np.full(len(doc), np.nan, dtype=np.float32)
@@ -394,7 +393,7 @@ class ForwardIndex:
 
     def stored_rows(self, rows: np.ndarray) -> np.ndarray:
         """The stored rows (vectors, or codes of a quantised index) at ``rows``, as the access mode reads them."""
-        return self._reader.read(rows) if self._reader is not None else gather_rows(self.codes, rows)
+        return self._reader.read(rows) if self._reader is not None else np.asarray(self.codes[rows])
 
     def _dot_block(self, query_vectors: np.ndarray, q_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.codec is not None:  # quantised: score from the candidates' codes
@@ -403,20 +402,6 @@ class ForwardIndex:
         if len(q_rows) and (q_rows == q_rows[0]).all():  # a single query: one matrix-vector product
             return docs @ query_vectors[q_rows[0]]
         return np.einsum("ij,ij->i", docs, query_vectors[q_rows])
-
-
-def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` (a copy). From a memory-mapped array larger than :data:`SORTED_GATHER_BYTES` the rows
-    are read in ascending order and put back in the order asked for: at random positions in a file beyond
-    the CPU caches, reading 1,000 rows in file order takes about half the time (fewer page-table and
-    TLB misses)."""
-    rows = np.asarray(rows)
-    if len(rows) < 2 or array.nbytes <= SORTED_GATHER_BYTES:
-        return np.asarray(np.take(array, rows, axis=0))
-    order = np.argsort(rows, kind="stable")
-    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-    out[order] = np.take(array, rows[order], axis=0)
-    return out
 
 
 def max_row_norm(vectors: Any, rows: int) -> float:

@@ -553,17 +553,3 @@ def test_pread_access_of_a_sharded_index(tmp_path):
     mapped = ForwardIndex.open(tmp_path / "sharded").score_pairs(vectors[:1], which, docnos)
     read = ForwardIndex.open(tmp_path / "sharded", access="pread").score_pairs(vectors[:1], which, docnos)
     assert np.array_equal(mapped, read, equal_nan=True) and np.isnan(read[-1])
-
-
-@pytest.mark.parametrize("threshold", [0, 1 << 40])  # rows read in file order, and as asked
-def test_gather_rows_returns_the_rows_asked_for_in_their_order(tmp_path, monkeypatch, threshold):
-    import ranker.forward_index as forward_index
-
-    monkeypatch.setattr(forward_index, "SORTED_GATHER_BYTES", threshold)
-    data = np.arange(200 * 3, dtype=np.float32).reshape(200, 3)
-    np.save(tmp_path / "a.npy", data)
-    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
-    rows = np.array([150, 3, 77, 3, 199, 0, 150])  # unsorted, with repeats
-    assert np.array_equal(forward_index.gather_rows(mapped, rows), data[rows])
-    assert forward_index.gather_rows(mapped, np.array([5])).tolist() == [data[5].tolist()]
-    assert forward_index.gather_rows(mapped, np.array([], dtype=np.int64)).shape == (0, 3)
