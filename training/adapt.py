@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ranker.errors import InputError
-from training.distill import DistillConfig, query_like
+from training.distill import DistillConfig, held_out_positions, query_like
 
 SOURCES = ("both", "query-like", "documents")  # which texts of the collection the student learns from
 PRUNING_FILE = "ff_pruning.json"
@@ -92,14 +92,11 @@ def collection_texts(documents: list[tuple[str, str]], sources: str = "query-lik
     on both sides; a text that also occurs in a training document stays in training only. Blank and
     repeated texts are dropped (first kept).
     """
-    import numpy as np
-
     if len(documents) < 2:
         raise InputError(f"the index holds {len(documents)} document(s) with text; adapt needs at least 2 "
                          "(some are held out)")
     order = sorted(range(len(documents)), key=lambda i: documents[i][0])  # by docno: independent of Lucene's order
-    n = min(len(documents) - 1, max(1, round(held_out * len(documents))))
-    chosen = {order[i] for i in np.random.default_rng(seed).choice(len(documents), n, replace=False).tolist()}
+    chosen = {order[i] for i in held_out_positions(len(documents), held_out, seed)}
 
     def texts_of(contents: str) -> list[str]:
         out = [contents] if sources in ("both", "documents") else []

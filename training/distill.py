@@ -166,16 +166,21 @@ def teacher_embeddings(teacher_dir: Path, texts: list[str], cache: Path, max_seq
     return vectors
 
 
-def split_held_out(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """``(train, held_out)``: a fixed-seed share ``fraction`` of ``texts`` held out (at least one of each)."""
+def held_out_positions(count: int, fraction: float, seed: int) -> set[int]:
+    """A fixed-seed share ``fraction`` of the positions ``0 .. count - 1`` (at least one, never all)."""
     import numpy as np
 
+    n = min(count - 1, max(1, round(fraction * count)))
+    return set(np.random.default_rng(seed).choice(count, n, replace=False).tolist())
+
+
+def split_held_out(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(train, held_out)``: a fixed-seed share ``fraction`` of ``texts`` held out (at least one of each)."""
     if fraction <= 0:
         return texts, []
     if len(texts) < 2:
         raise InputError(f"--held-out needs at least 2 texts, got {len(texts)}")
-    n = min(len(texts) - 1, max(1, round(fraction * len(texts))))
-    chosen = set(np.random.default_rng(seed).choice(len(texts), n, replace=False).tolist())
+    chosen = held_out_positions(len(texts), fraction, seed)
     return ([t for i, t in enumerate(texts) if i not in chosen], [t for i, t in enumerate(texts) if i in chosen])
 
 
