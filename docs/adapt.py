@@ -7,7 +7,7 @@ encoder without labels (``ff-train adapt``), against the shipped 6 layers on the
 The index (BM25 + the shipped model's vectors) is copied to ``<work>/index`` once; the source is never
 written. Each recipe runs ``ff-train adapt`` on the copy into ``<work>/<key>`` (the first recipe with
 ``--install``, so the copy's queries are then encoded by it); a recipe that ran to the end is reused on
-the next run (``<work>/<key>.run.json`` holds its command), so the script can be stopped and started
+the next run (``<work>/<key>.run.json`` holds its command and adapt's defaults), so the script can be stopped and started
 again. Every query encoder is evaluated on the test split as ``ff-rank run --mode ff`` ranks by default
 (BM25's top 1,000, min-max normalisation, alpha 0.35; no tuning: Cranfield has no training split), the
 documents keeping the index's vectors; ``--also DATA=INDEX`` adds other collections (their own index of
@@ -36,9 +36,10 @@ KEEP = 4
 # key -> (what it is, ff-train adapt options besides --index, --keep, --out); the first is the recipe the
 # README quotes and is installed as the index's query encoder
 RECIPES: dict[str, tuple[str, list[str]]] = {
-    "minilm-4": ("defaults: query-like texts (titles, first 3 sentences), at most 2 epochs, batch 64, lr 2e-4, "
-                 "least-squares start", []),
-    "minilm-4-lr5e-4": ("the same with lr 5e-4", ["--lr", "5e-4", "--cache-dir", "{work}/minilm-4.teacher-cache"]),
+    "minilm-4": ("defaults: query-like texts (titles, first 3 sentences), at most 7 epochs, batch 64, lr 1e-3, "
+                 "64 tokens, least-squares start", []),
+    "minilm-4-short": ("the same, 2 epochs at lr 2e-4", ["--epochs", "2", "--lr", "2e-4", "--cache-dir",
+                                                         "{work}/minilm-4.teacher-cache"]),
 }
 ROUNDS = 5  # latency rounds
 
@@ -51,6 +52,16 @@ def ff_train(*args: str) -> float:
     return time.perf_counter() - start
 
 
+def adapt_defaults() -> dict:
+    """``ff-train adapt``'s default settings: a recipe's command means another run when they change."""
+    import dataclasses
+
+    from training.adapt import AdaptConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(AdaptConfig) if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps(defaults))  # as the record file holds them
+
+
 def adapted(key: str, index: Path, work: Path, install: bool) -> dict:
     """Run recipe ``key`` (or reuse its earlier run); returns its record: command, wall seconds, training summary."""
     out = work / key
@@ -61,7 +72,7 @@ def adapted(key: str, index: Path, work: Path, install: bool) -> dict:
     record_file = work / f"{key}.run.json"
     if record_file.is_file() and (out / "modules.json").is_file():
         record = json.loads(record_file.read_text())
-        if record["command"] == args:
+        if record["command"] == args and record.get("defaults") == adapt_defaults():
             if install:
                 from ranker.query_encoder import write_query_encoder
 
@@ -69,7 +80,7 @@ def adapted(key: str, index: Path, work: Path, install: bool) -> dict:
             return record
     seconds = ff_train(*args, "--force", "--quiet")
     summary = json.loads((out / "ff_distillation.json").read_text())
-    record = {"command": args, "wall_seconds": round(seconds, 1),
+    record = {"command": args, "defaults": adapt_defaults(), "wall_seconds": round(seconds, 1),
               "summary": {k: summary[k] for k in ("texts", "held_out_texts", "steps", "train_seconds",
                                                   "samples_per_second", "held_out", "projection")}}
     record_file.write_text(json.dumps(record, indent=2) + "\n")

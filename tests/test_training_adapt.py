@@ -122,6 +122,7 @@ def test_adapt_prunes_distils_and_installs_a_query_encoder(tiny_ff_index, tmp_pa
     from sentence_transformers import SentenceTransformer
 
     adapted = SentenceTransformer(str(out), device="cpu", local_files_only=True)
+    assert adapted.max_seq_length == run["config"]["max_seq_length"] == 64  # the default: trained and kept
     np.testing.assert_allclose(ff.encoder(["pasta water"])[0],
                                adapted.encode(["pasta water"], normalize_embeddings=True)[0], atol=1e-5)
 

@@ -44,9 +44,10 @@ class AdaptConfig(DistillConfig):
     sentences: int = 3
     held_out: float = 0.1
     init_projection: bool = True
-    epochs: float = 2.0
+    max_seq_length: int | None = 64  # query-like texts and queries are short; also what the saved encoder keeps
+    epochs: float = 7.0
     batch_size: int = 64
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-3
     install: bool = False
 
     batch_size_reason: ClassVar[str] = ""

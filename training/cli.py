@@ -128,7 +128,9 @@ def make_parser() -> argparse.ArgumentParser:
                     help="first fit a least-squares linear map from the pruned model's to the teacher's embeddings "
                          "and append it (default: on)")
     ad.add_argument("--ridge", type=float, default=1e-3, help="ridge penalty of --init-projection (default: 1e-3)")
-    ad.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
+    ad.add_argument("--max-seq-length", type=int, default=AdaptConfig.max_seq_length,
+                    help="truncate texts to this many tokens, in training and in the saved query encoder "
+                         "(default: %(default)s; queries are short)")
     ad.add_argument("--max-texts", type=int, help="train on a fixed-seed sample of this many texts")
     ad.add_argument("--cache-dir", help="teacher embedding cache (default: <out>.teacher-cache)")
     _add_held_out_options(ad, AdaptConfig)
