@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+ASYMMETRIC = ("teacher", "query", "query-tuned")  # rows evaluated on the index of the fine-tuned 6 layers' vectors
+DISTILL_WEIGHTS = (0.0, 1.0, 4.0, 16.0)  # query-tune --distill-weight rows beside the default one
 
 
 def ff_train(*args: str) -> float:
@@ -36,15 +38,22 @@ def runtime(run_file: Path) -> float:
     return float(next((e["train_runtime"] for e in reversed(history) if "train_runtime" in e), 0.0))
 
 
-def earlier_report(work: Path, model: str, queries_only: bool) -> dict | None:
-    """A report ``ff-train evaluate --json`` already wrote under ``work`` (``report*.json``) for this model."""
+def also_names(report: dict) -> list[str]:
+    """The other collections a report carries (``ff-train evaluate --also``), by name."""
+    return [other["name"] for other in report.get("also", [])]
+
+
+def earlier_report(work: Path, model: str, queries_only: bool, also: list[str]) -> dict | None:
+    """A report ``ff-train evaluate --json`` already wrote under ``work`` (``report*.json``) for this model,
+    with the other collections ``also``."""
     from ranker.encoders import resolve_encoder
 
     wanted = str(resolve_encoder(model))
     for path in sorted(work.glob("report*.json")):
         for report in json.loads(path.read_text()):
             by_index = report.get("documents_encoded_by") == "the index encoder"
-            if report["model"] == wanted and report["split"] == "test" and by_index == queries_only:
+            if (report["model"] == wanted and report["split"] == "test" and by_index == queries_only
+                    and also_names(report) == also):
                 return report
     return None
 
@@ -58,6 +67,10 @@ def main() -> int:
     parser.add_argument("--distill-epochs", type=float, default=1.0)
     parser.add_argument("--train-epochs", type=float, default=1.0)
     parser.add_argument("--query-tune-epochs", type=float, default=3.0)
+    parser.add_argument("--also-data", default="../shared/data/cranfield",
+                        help="out-of-domain collection every row is also evaluated on (never trained on)")
+    parser.add_argument("--also-index", default="work/cranfield",
+                        help="its index (BM25; rows that encode documents encode its corpus themselves)")
     parser.add_argument("--only", nargs="*", help="run only these rows (by key)")
     parser.add_argument("--no-l3prune", dest="l3prune", action="store_false",
                         help="skip L3 Prune's per-layer loss table")
@@ -66,6 +79,8 @@ def main() -> int:
     data = work / "data"
     reports = work / "ablation"
     reports.mkdir(parents=True, exist_ok=True)
+    also_data = Path(args.also_data)
+    also_ft = work / f"{also_data.name}-ft"  # its documents encoded by the fine-tuned 6 layers (the teacher)
 
     def prepare() -> None:
         if not (data / "qrels" / "dev.tsv").exists():
@@ -97,9 +112,10 @@ def main() -> int:
         if not (out / "modules.json").exists():
             ff_train("train", "--data", str(work / "negatives.jsonl"), "--epochs", str(args.train_epochs),
                      "--out", str(out), "--force", "--quiet")
-        if not (work / "index-ft" / "manifest.json").exists():
-            subprocess.run([sys.executable, "-m", "indexing", "build", "--corpus", str(data), "--index",
-                            str(work / "index-ft"), "--encoder", str(out), "--force", "--quiet"], cwd=REPO, check=True)
+        for corpus, index in ((data, work / "index-ft"), (also_data, also_ft)):
+            if not (index / "manifest.json").exists():
+                subprocess.run([sys.executable, "-m", "indexing", "build", "--corpus", str(corpus), "--index",
+                                str(index), "--encoder", str(out), "--force", "--quiet"], cwd=REPO, check=True)
         return out, runtime(out / "ff_training.json")
 
     def query_encoder() -> tuple[Path, float]:
@@ -111,16 +127,16 @@ def main() -> int:
                      "--out", str(out), "--force", "--quiet")
         return out, runtime(out / "ff_distillation.json")
 
-    def query_tuned() -> tuple[Path, float]:
+    def query_tuned(name: str = "minilm-4-query-tuned", *options: str) -> tuple[Path, float]:
         start, seconds = query_encoder()
-        out = work / "minilm-4-query-tuned"
+        out = work / name
         if not (out / "modules.json").exists():
             if not (work / "negatives-8.jsonl").exists():
                 ff_train("mine", "--index", args.index, "--queries", str(data), "--split", "train", "--depth", "30",
                          "--negatives", "8", "--out", str(work / "negatives-8.jsonl"), "--quiet")
             ff_train("query-tune", "--data", str(work / "negatives-8.jsonl"), "--index", str(work / "index-ft"),
                      "--model", str(start), "--negatives", "8", "--epochs", str(args.query_tune_epochs),
-                     "--lr", "5e-5", "--out", str(out), "--force", "--quiet")
+                     "--lr", "5e-5", "--out", str(out), "--force", "--quiet", *options)
         return out, seconds + runtime(out / "ff_query_tuning.json")
 
     rows = {
@@ -129,7 +145,10 @@ def main() -> int:
         "query": ("4-layer query encoder distilled from the fine-tuned 6 layers (documents: fine-tuned 6 layers)",
                   query_encoder),
         "query-tuned": ("the `query` encoder + `ff-train query-tune` against the fine-tuned 6 layers' document "
-                        "vectors", query_tuned),
+                        "vectors (defaults)", query_tuned),
+        **{f"query-tuned-w{w:g}": (f"the same with `--distill-weight {w:g}`",
+                                  lambda w=w: query_tuned(f"minilm-4-query-tuned-w{w:g}", "--distill-weight", f"{w:g}"))
+           for w in DISTILL_WEIGHTS},
         "pruned": ("4 layers, untrained", lambda: (work / "minilm-4", 0.0)),
         "contrastive": ("4 layers + contrastive (hard negatives)",
                         lambda: trained("minilm-4-contrastive", work / "minilm-4")),
@@ -146,31 +165,56 @@ def main() -> int:
     if args.l3prune and not (l3 / "ff_pruning.json").exists():
         ff_train("prune", "--l3prune", "small", "--data", str(data), "--split", "train", "--plot",
                  str(REPO / "docs" / "l3prune-minilm.png"), "--out", str(l3), "--force", "--quiet")
-    for key, (label, build) in rows.items():
-        if args.only and key not in args.only:
-            continue
+    def run_row(key: str, label: str, build, asymmetric: bool, also: str) -> None:
+        """Build the row's model, evaluate it on SciFact test and on ``also`` (DATA=INDEX), keep the report."""
+        name = Path(also.partition("=")[0]).name
         report_file = reports / f"{key}.json"
-        if report_file.exists():
-            continue
+        if report_file.exists() and also_names(json.loads(report_file.read_text())) == [name]:
+            return
         model, seconds = build()
-        asymmetric = key in ("teacher", "query", "query-tuned")  # documents: the fine-tuned 6-layer index
-        report = earlier_report(work, str(model), asymmetric)  # e.g. from make train-demo
+        report = earlier_report(work, str(model), asymmetric, [name])  # e.g. from make train-demo
         if report is None:
             index = ["--index", str(work / "index-ft"), "--queries-only"] if asymmetric else ["--index", args.index]
-            ff_train("evaluate", "--model", str(model), *index, "--data", str(data), "--split", "test",
-                     "--tune-split", "dev", "--work", str(work / "eval"), "--json", str(report_file) + ".tmp",
+            ff_train("evaluate", "--model", str(model), *index, "--also", also, "--data", str(data), "--split",
+                     "test", "--tune-split", "dev", "--work", str(work / "eval"), "--json", str(report_file) + ".tmp",
                      "--quiet")
             report = json.loads(Path(str(report_file) + ".tmp").read_text())[0]
             Path(str(report_file) + ".tmp").unlink()
         report.update(label=label, train_seconds=round(seconds, 1))
+        tuning = Path(str(model)) / "ff_query_tuning.json"
+        if tuning.is_file():
+            run = json.loads(tuning.read_text())
+            report["query_tuning"] = {"steps": run["steps"], "held_out": run.get("held_out")}
         report_file.write_text(json.dumps(report, indent=2) + "\n")
-    Path(args.out).write_text(render(rows, reports, args, l3 / "ff_pruning.json"), encoding="utf-8")
+
+    for key, (label, build) in rows.items():
+        if not args.only or key in args.only:
+            asymmetric = key in ASYMMETRIC or key.startswith("query-tuned")  # documents: the fine-tuned 6 layers
+            run_row(key, label, build, asymmetric, f"{also_data}={also_ft if asymmetric else args.also_index}")
+
+    # Early stopping on the other collection: on half of its queries, reported on the other half.
+    halves = work / f"{also_data.name}-halves"
+    stopping = {
+        "stop-query-tuned": ("`query-tuned` (defaults: a fixed number of steps)", query_tuned),
+        "stop-query-tuned-dev": (f"the same, keeping the step with the best {also_data.name.capitalize()} dev-half "
+                                 "FF nDCG@10 (`--dev`)",
+                                 lambda: query_tuned("minilm-4-query-tuned-dev", "--dev", f"{halves}={also_ft}",
+                                                     "--dev-split", "dev")),
+    }
+    for key, (label, build) in stopping.items():
+        if not args.only or key in args.only:
+            if not (halves / "qrels" / "dev.tsv").exists():
+                ff_train("dev-split", "--data", str(also_data), "--out", str(halves), "--split", "test", "--dev",
+                         "dev", "--fraction", "0.5", "--force")
+            run_row(key, label, build, True, f"{halves}={also_ft}")
+    Path(args.out).write_text(render(rows, stopping, reports, args, l3 / "ff_pruning.json"), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 
 
-def render(rows: dict, reports: Path, args: argparse.Namespace, l3_record: Path) -> str:
+def render(rows: dict, stopping: dict, reports: Path, args: argparse.Namespace, l3_record: Path) -> str:
     """The Markdown page."""
+    other = Path(args.also_data).name.capitalize()
     lines = [
         "# Training pruned encoders: ablation on SciFact",
         "",
@@ -188,20 +232,28 @@ def render(rows: dict, reports: Path, args: argparse.Namespace, l3_record: Path)
         f"{args.query_tune_epochs:g} epoch(s) over the training queries with up to 8 BM25 hard negatives each, "
         "against the stored document vectors (batch 32, lr 5e-5).",
         "",
-        "| row | model | dense nDCG@10 | FF nDCG@10 | alpha (dev) | FF R@1000 | worst group (FF) | encode ms | "
-        "train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Out of domain: every model is also evaluated on {other}'s test queries ({other} dense and {other} FF), a "
+        "collection no row trains on, with the alpha and fusion tuned on SciFact's dev split (what a user who "
+        f"serves the model elsewhere without tuning gets); {other}'s documents are encoded by the row's document "
+        f"encoder (the fine-tuned 6 layers for `teacher`, `query` and `query-tuned*`).",
+        "",
+        f"| row | model | dense nDCG@10 | FF nDCG@10 | {other} dense | {other} FF | alpha (dev) | FF R@1000 | "
+        "worst group (FF) | encode ms | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, (label, _) in rows.items():
         path = reports / f"{key}.json"
         if not path.exists():
-            lines.append(f"| {key} | {label} | not run yet | | | | | | |")
+            lines.append(f"| {key} | {label} | not run yet | | | | | | | | |")
             continue
         r = json.loads(path.read_text())
         ff, dense = r["scores"]["fast_forward"], r["scores"]["dense"]
+        away = next((o["scores"] for o in r.get("also", []) if o["name"].capitalize() == other), None)
+        away_cells = (f"{away['dense']['nDCG@10']:.4f} | {away['fast_forward']['nDCG@10']:.4f}" if away
+                      else "not run yet | ")
         worst = r["groups"]["worst"]["fast_forward"]
         worst_value = r["groups"]["nDCG@10"]["fast_forward"][worst]
-        lines.append(f"| {key} | {label} | {dense['nDCG@10']:.4f} | {ff['nDCG@10']:.4f} | "
+        lines.append(f"| {key} | {label} | {dense['nDCG@10']:.4f} | {ff['nDCG@10']:.4f} | {away_cells} | "
                      f"{r['alpha']['alpha']:.2f} {r['alpha']['normalization']} | {ff['R@1000']:.4f} | "
                      f"{worst} {worst_value:.4f} | {r['encode_latency']['median_ms']:.2f} | "
                      f"{r['train_seconds']:.0f} |")
@@ -223,8 +275,36 @@ def render(rows: dict, reports: Path, args: argparse.Namespace, l3_record: Path)
     lines += ["", "BM25 alone on the same queries: "
               + next((f"nDCG@10 {json.loads(p.read_text())['scores']['bm25']['nDCG@10']:.4f}"
                       for p in sorted(reports.glob('*.json'))), "not run yet") + ".", ""]
+    lines += render_stopping(stopping, reports, other)
     lines += render_l3prune(l3_record)
     return "\n".join(lines)
+
+
+def render_stopping(stopping: dict, reports: Path, other: str) -> list[str]:
+    """The early-stopping table: query-tune with and without ``--dev`` on half of the other collection's queries."""
+    lines = [f"## Early stopping on {other}", "",
+             f"`ff-train query-tune --dev DATA=INDEX --dev-split dev` measures the model's Fast-Forward nDCG@10 on "
+             f"another collection's queries (alpha 0.35, min-max) before the first step and four times an epoch, and "
+             f"keeps the best step. {other}'s test queries are split in two (`ff-train dev-split --split test "
+             f"--fraction 0.5`): training stops on the `dev` half, and both rows are scored on the other half "
+             f"({other} FF below; SciFact as above).", "",
+             f"| row | model | SciFact FF nDCG@10 | {other} dense (other half) | {other} FF (other half) | "
+             "best step / steps | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for key, (label, _) in stopping.items():
+        path = reports / f"{key}.json"
+        if not path.exists():
+            lines.append(f"| {key} | {label} | not run yet | | | | |")
+            continue
+        r = json.loads(path.read_text())
+        away = r["also"][0]["scores"]
+        run = r.get("query_tuning", {})
+        held = run.get("held_out")
+        steps = f"{held['best_step']} / {run['steps']}" if held else f"{run.get('steps', '')}"
+        lines.append(f"| {key} | {label} | {r['scores']['fast_forward']['nDCG@10']:.4f} | "
+                     f"{away['dense']['nDCG@10']:.4f} | {away['fast_forward']['nDCG@10']:.4f} | {steps} | "
+                     f"{r['train_seconds']:.0f} |")
+    return lines + [""]
 
 
 def render_l3prune(record_file: Path) -> list[str]:

@@ -58,6 +58,36 @@ def test_keep_best_stops_after_patience_and_restores_the_best_weights():
     assert record["stopped_early"] and [e["step"] for e in record["evaluations"]] == [0, 1, 2, 3]
 
 
+
+def test_keep_best_on_a_measure_keeps_the_highest_and_runs_it_every_n_steps():
+    from types import SimpleNamespace
+
+    import torch
+
+    from training.trainer import KeepBest
+
+    model = torch.nn.Linear(2, 2)
+    values = iter([0.40, 0.42, 0.41, 0.39, 0.43])
+    best = KeepBest(model, patience=2, measure=("cranfield nDCG@10", lambda m: next(values)), every=5)
+    control = SimpleNamespace(should_training_stop=False)
+    best.measure_now(0, control)
+    kept = None
+    for step in range(1, 16):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        best.on_step_end(None, SimpleNamespace(global_step=step), control)
+        best.on_evaluate(None, SimpleNamespace(global_step=step), control, metrics={"eval_loss": 0.0})  # ignored
+        if step == 5:
+            kept = model.weight.detach().clone()
+    assert [e["step"] for e in best.history] == [0, 5, 10, 15]
+    assert control.should_training_stop  # 10 and 15 were no better than 5
+    assert model.training
+    record = best.restore()
+    assert torch.equal(model.weight, kept)
+    assert record == {"measure": "cranfield nDCG@10", "start": 0.4, "best": 0.42, "best_step": 5,
+                      "stopped_early": True, "evaluations": best.history}
+
+
 @pytest.mark.java
 def test_stored_documents_are_the_texts_the_vectors_were_encoded_from(tiny_ff_index, tmp_path):
     from indexing.updates import delete_documents

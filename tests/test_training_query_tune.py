@@ -127,10 +127,51 @@ def test_cli_trains_a_query_encoder_the_index_accepts(ff_index, tmp_path, capsys
     assert ff_index_cli(["query-encoder", "--index", str(ff_index), "--reset"]) == 0
 
 
+
+@pytest.mark.java
+def test_cli_stops_early_on_a_dev_collection(ff_index, tmp_path, capsys):
+    import sentence_transformers
+
+    from ranker.encoders import encoder_fingerprint, resolve_encoder
+    from training.cli import main
+    from training.dev_collection import open_dev_collection
+
+    data = write_beir(tmp_path / "tiny")
+    mined = write_mined(tmp_path / "mined.jsonl")
+    out = tmp_path / "query-encoder"
+    assert main(["query-tune", "--data", str(mined), "--index", str(ff_index), "--out", str(out),
+                 "--max-steps", "6", "--batch-size", "4", "--lr", "1e-4", "--warmup", "0", "--dev",
+                 f"{data}={ff_index}", "--eval-steps", "2", "--patience", "5", "--device", "cpu", "--quiet"]) == 0
+    run = json.loads((out / "ff_query_tuning.json").read_text())
+    held = run["held_out"]
+    assert held["measure"] == "tiny nDCG@10" and [e["step"] for e in held["evaluations"]] == [0, 2, 4, 6]
+    assert held["best"] == max(e["tiny nDCG@10"] for e in held["evaluations"])
+    assert f"tiny nDCG@10 {held['start']:.4f} at the start" in capsys.readouterr().out
+    dev = open_dev_collection(f"{data}={ff_index}", encoder_fingerprint(resolve_encoder(None)))
+    assert dev.score(sentence_transformers.SentenceTransformer(str(out))) == pytest.approx(held["best"], abs=1e-6)
+
+
+def test_dev_collection_errors_are_one_line(ff_index, tmp_path):
+    from ranker.errors import InputError
+    from training.dev_collection import open_dev_collection
+
+    data = write_beir(tmp_path / "tiny")
+    with pytest.raises(InputError, match="expected DATA=INDEX"):
+        open_dev_collection(str(data), "x")
+    with pytest.raises(InputError, match="index .*nowhere: no such directory"):
+        open_dev_collection(f"{data}={tmp_path / 'nowhere'}", "x")
+    with pytest.raises(InputError, match="has no forward index"):
+        open_dev_collection(f"{data}={data}", "x")
+    with pytest.raises(InputError, match="not from the training index's encoder"):
+        open_dev_collection(f"{data}={ff_index}", "another fingerprint")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "1"], "--batch-size must be at least 2"),
     (["--negatives", "-1"], "--negatives must be at least 0"),
     (["--distill-weight", "-1"], "--distill-weight must be non-negative"),
+    (["--dev-alpha", "2"], "--dev-alpha must lie in [0, 1]"),
+    (["--patience", "0"], "--patience must be at least 1"),
 ])
 def test_cli_bad_options(tmp_path, capsys, args, message):
     from training.cli import main

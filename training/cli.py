@@ -150,6 +150,17 @@ def make_parser() -> argparse.ArgumentParser:
     qt.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale, 1/temperature (default: 20)")
     qt.add_argument("--distill-weight", type=float, default=0.0,
                     help="add this weight times (1 - cosine) to the index encoder's query embedding (default: 0)")
+    stop = qt.add_argument_group("early stopping on another collection")
+    stop.add_argument("--dev", metavar="DATA=INDEX",
+                      help="a BEIR collection not trained on and its index, its vectors from the --index's encoder: "
+                           "its Fast-Forward nDCG@10 is measured before the first step and every --eval-steps, "
+                           "and the weights where it was highest are saved")
+    stop.add_argument("--dev-split", default="test", help="the dev collection's queries (default: test)")
+    stop.add_argument("--dev-alpha", type=float, default=0.35,
+                      help="Fast-Forward's alpha there, min-max fusion (default: 0.35)")
+    stop.add_argument("--eval-steps", type=int, help="steps between evaluations (default: four per epoch)")
+    stop.add_argument("--patience", type=int, default=3,
+                      help="stop after this many evaluations without a new best (default: 3)")
     _add_training_options(qt, QueryTuneConfig, items="queries", batch="queries per step")
 
     ev = sub.add_parser("evaluate", help="dense-only and Fast-Forward quality and query-encoding latency of a model",
@@ -400,8 +411,11 @@ def _query_tune(args: argparse.Namespace) -> int:
     from training.query_tuning import query_tune
 
     summary = query_tune(_training_config(QueryTuneConfig, args))
+    held = summary.get("held_out")
+    best = (f"; {held['measure']} {held['start']:.4f} at the start, {held['best']:.4f} at step "
+            f"{held['best_step']}{', stopped early' if held['stopped_early'] else ''}" if held else "")
     print(f"wrote {args.out} ({summary['steps']} steps on {summary['examples']:,} queries with "
-          f"{summary['hard_negatives']:,} hard negatives, train loss {summary['train_loss']:.4f})")
+          f"{summary['hard_negatives']:,} hard negatives, train loss {summary['train_loss']:.4f}{best})")
     return 0
 
 

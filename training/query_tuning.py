@@ -8,7 +8,8 @@ documents (InfoNCE with in-batch and hard negatives, as in ``ff-train train``), 
 document side stays fixed. No document passes through the model, so a step costs only the
 queries' forward and backward passes: many epochs fit where one epoch of two-tower training
 would not. An optional distillation term keeps the student's query embeddings close to the
-index encoder's (cosine), which regularises a small training set.
+index encoder's (cosine), which regularises a small training set; ``--dev DATA=INDEX`` stops early on
+another collection's Fast-Forward nDCG@10 (:mod:`training.dev_collection`).
 
 The training file is ``ff-train mine``'s JSONL (``query``, ``pos_id`` and, per hard negative,
 a row with ``neg_id``); documents are looked up by ID in the index. The result records the
@@ -44,6 +45,11 @@ class QueryTuneConfig(TrainingConfig):
     epochs: float = 5.0
     scale: float = 20.0
     distill_weight: float = 0.0
+    dev: str | None = None    # DATA=INDEX: early stopping on that collection's Fast-Forward nDCG@10
+    dev_split: str = "test"
+    dev_alpha: float = 0.35
+    eval_steps: int | None = None  # steps between dev evaluations (None: four per epoch)
+    patience: int = 3
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad option."""
@@ -52,6 +58,12 @@ class QueryTuneConfig(TrainingConfig):
             raise InputError(f"--negatives must be at least 0, got {self.negatives}")
         check_positive("--scale", self.scale)
         check_non_negative("--distill-weight", self.distill_weight)
+        if not 0 <= self.dev_alpha <= 1:
+            raise InputError(f"--dev-alpha must lie in [0, 1], got {self.dev_alpha}")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise InputError(f"--eval-steps must be at least 1, got {self.eval_steps}")
+        if self.patience < 1:
+            raise InputError(f"--patience must be at least 1, got {self.patience}")
 
 
 @dataclass(frozen=True)
@@ -203,11 +215,20 @@ def query_tune(config: QueryTuneConfig) -> dict[str, Any]:
         teacher = torch.from_numpy(encode_texts(teacher_model, queries, batch_size=64, progress=config.progress,
                                                 desc="teacher"))
         del teacher_model
+    measure, eval_steps = None, 50
+    if config.dev:
+        from training.dev_collection import MEASURE, open_dev_collection
+
+        dev = open_dev_collection(config.dev, recorded["fingerprint"], split=config.dev_split,
+                                  alpha=config.dev_alpha)
+        measure = (f"{dev.name} {MEASURE}", dev.score)
+        eval_steps = config.eval_steps or max(1, -(-len(queries) // config.batch_size) // 4)
     loss = fixed_documents_loss(student, torch.from_numpy(documents), scale=config.scale,
                                 normalize=manifest["similarity"] == "cosine", teacher=teacher,
                                 distill_weight=config.distill_weight)
     dataset = Dataset.from_dict({"query": queries, "label": list(range(len(queries)))})
-    record = train_once(student, dataset, loss, config, prefix="ff-query-tune-")
+    record = train_once(student, dataset, loss, config, prefix="ff-query-tune-", measure=measure,
+                        eval_steps=eval_steps, patience=config.patience)
     summary = {
         "config": dataclasses.asdict(config),
         "index_encoder": str(index_encoder),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from training.sam import SAM
 
 if TYPE_CHECKING:
     from training.config import TrainingConfig
+
+Measure = tuple[str, Callable[[Any], float]]  # a name and a function of the model; higher is better
 
 
 class FFTrainer(SentenceTransformerTrainer):
@@ -72,34 +75,44 @@ class FFTrainer(SentenceTransformerTrainer):
 
 def train_once(model: Any, dataset: Any, loss: Any, config: TrainingConfig, prefix: str,
                checkpoints: Path | None = None, resume: bool = False, eval_dataset: Any = None,
-               eval_steps: int = 50, patience: int = 3) -> dict[str, Any]:
+               eval_steps: int = 50, patience: int = 3, measure: Measure | None = None) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``loss`` as ``config`` says (its optimizer: AdamW, SAM or ASAM).
 
     Checkpoints go to ``checkpoints`` (``resume``: continue from the latest one there), or without
     it to a scratch directory (``prefix``) removed afterwards. With ``eval_dataset`` the loss on it is
     measured before the first step, every ``eval_steps`` steps and after the last; training stops after
     ``patience`` evaluations without a new best and ``model`` ends with the best weights (:class:`KeepBest`).
+    With ``measure`` instead (a name and a function of the model, higher is better, e.g. nDCG@10 on a dev
+    collection) the same happens with its value in place of the loss.
     Returns what a run's record keeps of the training: ``steps``, ``train_loss``, ``train_seconds``,
-    ``samples_per_second``, ``versions``, ``log_history`` and, with ``eval_dataset``, ``held_out``.
+    ``samples_per_second``, ``versions``, ``log_history`` and, with ``eval_dataset`` or ``measure``, ``held_out``.
     """
+    if eval_dataset is not None and measure is not None:
+        raise ValueError("early stopping on a held-out loss or on a measure, not both")
     scratch = None if checkpoints else Path(tempfile.mkdtemp(prefix=prefix))
     try:
         options = config.trainer_options()
         if eval_dataset is not None:
             options.update(eval_steps=eval_steps)
         args = make_trainer_args(scratch or checkpoints, **options)
-        best = KeepBest(model, patience) if eval_dataset is not None else None
+        best = None
+        if eval_dataset is not None:
+            best = KeepBest(model, patience)
+        elif measure is not None:
+            best = KeepBest(model, patience, measure=measure, every=eval_steps)
         trainer = FFTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset, loss=loss,
                             sam=config.sam, callbacks=[best] if best else None)
-        if best is not None:
+        if eval_dataset is not None:
             trainer.evaluate()  # the loss before the first step: training must beat it to change the model
+        elif best is not None:
+            best.measure_now(0)
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         record: dict[str, Any] = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
                                   "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
                                   "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2)}
         if best is not None:
             if best.history[-1]["step"] != trainer.state.global_step:
-                trainer.evaluate()
+                trainer.evaluate() if eval_dataset is not None else best.measure_now(trainer.state.global_step)
             record["held_out"] = best.restore()
         return {**record, "versions": versions(), "log_history": trainer.state.log_history}
     finally:
@@ -108,39 +121,70 @@ def train_once(model: Any, dataset: Any, loss: Any, config: TrainingConfig, pref
 
 
 class KeepBest(TrainerCallback):
-    """Early stopping on a held-out loss: keeps a copy of the weights at every new lowest ``eval_loss``
-    (in memory), stops training after ``patience`` evaluations without one, and :meth:`restore` puts
-    the best weights back."""
+    """Early stopping: keeps a copy of the weights at every new best evaluation (in memory), stops training
+    after ``patience`` evaluations without one, and :meth:`restore` puts the best weights back.
 
-    def __init__(self, model: Any, patience: int) -> None:
+    Without ``measure`` an evaluation is the trainer's own (the lowest ``eval_loss`` is best); with
+    ``measure`` (a name and a function of the model, highest is best) it is ``measure`` run every
+    ``every`` steps, by this callback.
+    """
+
+    def __init__(self, model: Any, patience: int, measure: Measure | None = None, every: int = 50) -> None:
         self.model = model
         self.patience = patience
+        self.measure = measure
+        self.every = every
         self.history: list[dict[str, float]] = []
-        self.best_loss = float("inf")
+        self.best_value = float("inf")  # of the loss, or of the measure negated
         self.best_step = -1
         self._best_state: dict[str, Any] | None = None
         self._since_best = 0
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
                     **kwargs: Any) -> None:
-        """Record the evaluation; keep the weights if it is the best so far, else count towards ``patience``."""
-        loss = float((metrics or {})["eval_loss"])
-        self.history.append({"step": state.global_step, "loss": round(loss, 6)})
-        if loss < self.best_loss:
-            self.best_loss, self.best_step, self._since_best = loss, state.global_step, 0
+        """Record the trainer's evaluation (held-out loss)."""
+        if self.measure is None:
+            self._record(state.global_step, float((metrics or {})["eval_loss"]), control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Every ``every`` steps, run the measure."""
+        if self.measure is not None and state.global_step % self.every == 0:
+            self.measure_now(state.global_step, control)
+
+    def measure_now(self, step: int, control: Any = None) -> None:
+        """Run the measure on the model as it is now and record it as step ``step``."""
+        import torch
+
+        assert self.measure is not None
+        training = self.model.training
+        with torch.no_grad():
+            value = float(self.measure[1](self.model))
+        self.model.train(training)
+        self._record(step, value, control)
+
+    def _record(self, step: int, value: float, control: Any) -> None:
+        """Keep the weights if ``value`` is the best so far, else count towards ``patience``."""
+        key = self.measure[0] if self.measure else "loss"
+        self.history.append({"step": step, key: round(value, 6)})
+        comparable = -value if self.measure else value
+        if comparable < self.best_value:
+            self.best_value, self.best_step, self._since_best = comparable, step, 0
             self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         else:
             self._since_best += 1
-            if self._since_best >= self.patience:
+            if self._since_best >= self.patience and control is not None:
                 control.should_training_stop = True
 
     def restore(self) -> dict[str, Any]:
-        """Load the best weights into the model; returns the held-out record (losses, best step, early stop)."""
+        """Load the best weights into the model; returns the record (values, best step, early stop)."""
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        return {"start_loss": self.history[0]["loss"], "best_loss": round(self.best_loss, 6),
-                "best_step": self.best_step, "stopped_early": self._since_best >= self.patience,
-                "evaluations": self.history}
+        stopped = {"best_step": self.best_step, "stopped_early": self._since_best >= self.patience,
+                   "evaluations": self.history}
+        if self.measure is None:
+            return {"start_loss": self.history[0]["loss"], "best_loss": round(self.best_value, 6), **stopped}
+        name = self.measure[0]
+        return {"measure": name, "start": self.history[0][name], "best": round(-self.best_value, 6), **stopped}
 
 
 def make_trainer_args(output_dir: Path, batch_size: int, learning_rate: float, warmup: float,
