@@ -39,8 +39,12 @@ def runtime(run_file: Path) -> float:
 
 
 def also_names(report: dict) -> list[str]:
-    """The other collections a report carries (``ff-train evaluate --also``), by name."""
-    return [other["name"] for other in report.get("also", [])]
+    """The other collections a report carries (``ff-train evaluate --also``), by name; only those scored with
+    the default --also-alpha (Fast-Forward's default alpha, min-max) count."""
+    from training.config import ALSO_ALPHA
+
+    return [other["name"] for other in report.get("also", [])
+            if other.get("alpha") == ALSO_ALPHA and other.get("normalization") == "minmax"]
 
 
 def earlier_report(work: Path, model: str, queries_only: bool, also: list[str]) -> dict | None:
@@ -233,9 +237,10 @@ def render(rows: dict, stopping: dict, reports: Path, args: argparse.Namespace, 
         "against the stored document vectors (batch 32, lr 5e-5).",
         "",
         f"Out of domain: every model is also evaluated on {other}'s test queries ({other} dense and {other} FF), a "
-        "collection no row trains on, with the alpha and fusion tuned on SciFact's dev split (what a user who "
-        f"serves the model elsewhere without tuning gets); {other}'s documents are encoded by the row's document "
-        f"encoder (the fine-tuned 6 layers for `teacher`, `query` and `query-tuned*`).",
+        "collection no row trains on, with Fast-Forward's default settings (alpha 0.35, min-max; `ff-train "
+        "evaluate --also`), what a user who serves the model there without tuning gets; "
+        f"{other}'s documents are encoded by the row's document encoder (the fine-tuned 6 layers for `teacher`, "
+        "`query` and `query-tuned*`).",
         "",
         f"| row | model | dense nDCG@10 | FF nDCG@10 | {other} dense | {other} FF | alpha (dev) | FF R@1000 | "
         "worst group (FF) | encode ms | train s |",

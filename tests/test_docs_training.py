@@ -24,7 +24,7 @@ def report(ff: float, away_ff: float | None) -> dict:
            "groups": {"worst": {"fast_forward": "short"}, "nDCG@10": {"fast_forward": {"short": 0.5}}},
            "encode_latency": {"median_ms": 9.0}, "train_seconds": 12.0}
     if away_ff is not None:
-        out["also"] = [{"name": "cranfield", "scores": {"dense": {"nDCG@10": away_ff - 0.05},
+        out["also"] = [{"name": "cranfield", "alpha": 0.35, "normalization": "minmax", "scores": {"dense": {"nDCG@10": away_ff - 0.05},
                                                          "fast_forward": {"nDCG@10": away_ff}}}]
     return out
 
@@ -58,3 +58,6 @@ def test_a_report_without_the_other_collection_is_not_reused(tmp_path, monkeypat
     assert script.earlier_report(tmp_path, "m", False, ["cranfield"]) is None  # no Cranfield in it
     assert script.earlier_report(tmp_path, "m", True, ["cranfield"])["also"][0]["name"] == "cranfield"
     assert script.earlier_report(tmp_path, "m", True, []) is None
+    with_also["also"][0]["alpha"] = 0.2  # scored at the main collection's alpha: not the table's setting
+    (tmp_path / "report.json").write_text(json.dumps([with_also]))
+    assert script.earlier_report(tmp_path, "m", True, ["cranfield"]) is None

@@ -216,17 +216,30 @@ def test_evaluate_also_reports_other_collections_beside_the_main_one(ff_index, d
     report_file = tmp_path / "report.json"
     assert main(["evaluate", "--model", "default", str(distilled), "--index", str(index), "--data", str(beir),
                  "--alpha", "0.5", "--queries-only", "--also", f"{beir}={index}", f"{other}={index}",
-                 "--json", str(report_file), "--work", str(tmp_path / "work"), "--quiet"]) == 0
+                 "--also-alpha", "same", "--json", str(report_file), "--work", str(tmp_path / "work"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     for report in json.loads(report_file.read_text()):
         same, changed = report["also"]
         assert same["scores"] == report["scores"]  # the main collection again: the same numbers
         assert same["name"] == "tiny" and changed["name"] == "other" and changed["queries"] == 2
         assert changed["scores"]["fast_forward"] != report["scores"]["fast_forward"]
-        assert (f"also other (test: 2 queries, same alpha): dense nDCG@10 {changed['scores']['dense']['nDCG@10']:.4f}"
-                in printed)
+        assert (f"also other (test: 2 queries, alpha 0.50 minmax): dense nDCG@10 "
+                f"{changed['scores']['dense']['nDCG@10']:.4f}" in printed)
     assert "| model | layers | tiny dense | tiny FF | tiny dense | tiny FF | other dense | other FF |" in printed
     assert not (tmp_path / "work").exists()  # queries only: nothing encoded
+
+    # by default the other collections get Fast-Forward's default alpha, not the main collection's
+    assert main(["evaluate", "--model", "default", "--index", str(index), "--data", str(beir), "--alpha", "0.5",
+                 "--queries-only", "--also", f"{beir}={index}", "--json", str(report_file), "--quiet"]) == 0
+    (report,) = json.loads(report_file.read_text())
+    assert report["also"][0]["alpha"] == 0.35 and report["also"][0]["normalization"] == "minmax"
+    assert report["also"][0]["scores"]["dense"] == report["scores"]["dense"]  # alpha does not touch dense-only
+    assert "also tiny (test: 3 queries, alpha 0.35 minmax)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        main(["evaluate", "--model", "default", "--index", str(index), "--data", str(beir), "--alpha", "0.5",
+              "--also", f"{beir}={index}", "--also-alpha", "2"])
+    assert bad.value.code == 2
+    assert "--also-alpha: expected a number in [0, 1] or 'same', got '2'" in capsys.readouterr().err
 
     assert main(["evaluate", "--model", "default", "--index", str(index), "--data", str(beir), "--alpha", "0.5",
                  "--also", str(beir)]) == 2

@@ -13,7 +13,7 @@ from typing import Any
 
 from ranker.errors import InputError, cli_entry
 from training.adapt import SOURCES, AdaptConfig
-from training.config import OPTIMIZERS, TrainingConfig
+from training.config import ALSO_ALPHA, OPTIMIZERS, TrainingConfig
 from training.distill import DISTANCES, DistillConfig
 from training.query_tuning import QueryTuneConfig
 from training.train import DRO_MODES, PRECISIONS, TrainConfig
@@ -179,8 +179,11 @@ def make_parser() -> argparse.ArgumentParser:
                          "distilled from the index's encoder)")
     ev.add_argument("--also", nargs="+", default=[], metavar="DATA=INDEX",
                     help="also report dense-only and Fast-Forward nDCG@10 on these collections (a BEIR directory "
-                         "and the index built from it; its --split, with the main collection's alpha), beside the "
-                         "main collection's")
+                         "and the index built from it; its --split), beside the main collection's")
+    ev.add_argument("--also-alpha", type=_also_alpha, default=ALSO_ALPHA, metavar="ALPHA|same",
+                    help="Fast-Forward's alpha on the --also collections, min-max fusion, or 'same': the main "
+                         "collection's alpha and fusion (default: %(default)s, the default a user who did not tune "
+                         "there gets)")
     ev.add_argument("--work", default="work/eval", help="where forward indexes of the models go (default: work/eval)")
     ev.add_argument("--json", help="also write the reports as JSON to this file")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -279,6 +282,19 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, InputError):
             raise
         raise InputError(str(err)) from None
+
+
+def _also_alpha(value: str) -> float | None:
+    """``--also-alpha``: a number in [0, 1], or ``same`` (None)."""
+    if value == "same":
+        return None
+    try:
+        alpha = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'same', got {value!r}") from None
+    if not 0 <= alpha <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'same', got {value!r}")
+    return alpha
 
 
 def _training_config(config: type[TrainingConfig], args: argparse.Namespace, **options: object) -> Any:
@@ -430,7 +446,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                   work=args.work, progress=not args.quiet,
                                   queries_only=args.queries_only)
         if also:
-            report["also"] = evaluate_also(model, report, also, work=args.work, progress=not args.quiet)
+            report["also"] = evaluate_also(model, report, also, work=args.work, progress=not args.quiet,
+                                           alpha=args.also_alpha)
         print(format_report(report), flush=True)
         reports.append(report)
     if also or len(reports) > 1:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from ranker.errors import InputError
 
+ALSO_ALPHA = 0.35  # ff-train evaluate --also: Fast-Forward's default alpha (min-max), as a user who did not tune gets
 OPTIMIZERS = ("adamw", "sam", "asam")
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit unsigned
 

@@ -10,7 +10,8 @@ For one model directory and an index built by ``ff-index build`` (its BM25 part 
 * per query group (query-length buckets) nDCG@10, and the worst group;
 * query-encoding latency: each query of ``--split`` encoded on its own, one thread, median and p95;
 * with ``--also DATA=INDEX``, the same model's dense-only and Fast-Forward nDCG@10 on other collections
-  (their ``--split``), with the alpha setting of the main collection: how far the model travels.
+  (their ``--split``), at ``--also-alpha`` (default 0.35, min-max: the settings a user who did not tune
+  there gets; ``same``: the main collection's): how far the model travels.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ranker.errors import InputError
+from training.config import ALSO_ALPHA
 
 MEASURES = ("nDCG@10", "R@100", "R@1000")
 
@@ -176,17 +178,22 @@ def parse_also(pairs: list[str]) -> list[tuple[Path, Path]]:
 
 
 def evaluate_also(model: str | None, report: dict[str, Any], collections: list[tuple[Path, Path]],
-                  work: str | Path = "work/eval", progress: bool = True) -> list[dict[str, Any]]:
+                  work: str | Path = "work/eval", progress: bool = True,
+                  alpha: float | None = ALSO_ALPHA) -> list[dict[str, Any]]:
     """Dense-only and Fast-Forward scores of ``model`` on other ``(data, index)`` collections (``report``'s split),
-    with the alpha and normalisation of ``report`` (the main collection's evaluation)."""
+    at ``alpha`` with min-max fusion, or with ``alpha=None`` at the alpha and normalisation of ``report`` (the
+    main collection's evaluation; an alpha tuned there rarely suits another collection's BM25 scores)."""
+    if alpha is None:
+        alpha, normalization = report["alpha"]["alpha"], report["alpha"]["normalization"]
+    else:
+        normalization = "minmax"
     out = []
     for data, index in collections:
         other = evaluate_encoder(model, index, data, split=report["split"], tune_split=None,
-                                 alpha=report["alpha"]["alpha"], normalization=report["alpha"]["normalization"],
-                                 work=work, progress=progress,
+                                 alpha=alpha, normalization=normalization, work=work, progress=progress,
                                  queries_only=report.get("documents_encoded_by") == "the index encoder", latency=False)
         out.append({"data": str(data), "index": str(index), "name": data.name, "queries": other["queries"],
-                    "scores": other["scores"]})
+                    "alpha": alpha, "normalization": normalization, "scores": other["scores"]})
     return out
 
 
@@ -217,7 +224,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"query encoding (1 thread): median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms")
     for other in report.get("also", []):
         scores = other["scores"]
-        lines.append(f"also {other['name']} ({report['split']}: {other['queries']} queries, same alpha): dense nDCG@10 "
+        setting = f"alpha {other['alpha']:.2f} {other['normalization']}" if "alpha" in other else "same alpha"
+        lines.append(f"also {other['name']} ({report['split']}: {other['queries']} queries, {setting}): dense nDCG@10 "
                      f"{scores['dense']['nDCG@10']:.4f}, fast_forward nDCG@10 {scores['fast_forward']['nDCG@10']:.4f}")
     return "\n".join(lines)
 
