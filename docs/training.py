@@ -20,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ASYMMETRIC = ("teacher", "query", "query-tuned")  # rows evaluated on the index of the fine-tuned 6 layers' vectors
+ALSO_ALPHA = 0.35  # Fast-Forward's default alpha, min-max, on the out-of-domain collection (--also-alpha)
 DISTILL_WEIGHTS = (0.0, 1.0, 4.0, 16.0)  # query-tune --distill-weight rows beside the default one
 
 
@@ -39,10 +40,8 @@ def runtime(run_file: Path) -> float:
 
 
 def also_names(report: dict) -> list[str]:
-    """The other collections a report carries (``ff-train evaluate --also``), by name; only those scored with
-    the default --also-alpha (Fast-Forward's default alpha, min-max) count."""
-    from training.config import ALSO_ALPHA
-
+    """The other collections a report carries (``ff-train evaluate --also``), by name; only those scored at
+    this page's ``ALSO_ALPHA`` with min-max fusion count."""
     return [other["name"] for other in report.get("also", [])
             if other.get("alpha") == ALSO_ALPHA and other.get("normalization") == "minmax"]
 
@@ -179,9 +178,9 @@ def main() -> int:
         report = earlier_report(work, str(model), asymmetric, [name])  # e.g. from make train-demo
         if report is None:
             index = ["--index", str(work / "index-ft"), "--queries-only"] if asymmetric else ["--index", args.index]
-            ff_train("evaluate", "--model", str(model), *index, "--also", also, "--data", str(data), "--split",
-                     "test", "--tune-split", "dev", "--work", str(work / "eval"), "--json", str(report_file) + ".tmp",
-                     "--quiet")
+            ff_train("evaluate", "--model", str(model), *index, "--also", also, "--also-alpha", f"{ALSO_ALPHA:g}",
+                     "--data", str(data), "--split", "test", "--tune-split", "dev", "--work", str(work / "eval"),
+                     "--json", str(report_file) + ".tmp", "--quiet")
             report = json.loads(Path(str(report_file) + ".tmp").read_text())[0]
             Path(str(report_file) + ".tmp").unlink()
         report.update(label=label, train_seconds=round(seconds, 1))
