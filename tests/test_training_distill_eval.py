@@ -147,6 +147,21 @@ def test_evaluate_matches_ff_rank_runs_and_reports_groups(ff_index, student, tmp
     assert own["encode_latency"]["median_ms"] > 0
 
 
+
+def test_each_corpus_a_model_encodes_gets_its_own_cached_vectors(ff_index, student, tmp_path):
+    from ranker.forward_index import ForwardIndex
+    from training.evaluate import forward_index_for
+
+    beir, index = ff_index
+    other = write_beir(tmp_path / "other", docs=TINY_DOCS[:3])
+    work = tmp_path / "work"
+    first = forward_index_for(student, index, beir / "corpus.jsonl", work, progress=False)
+    second = forward_index_for(student, index, other / "corpus.jsonl", work, progress=False)  # --also
+    assert first != second and first.parent == second.parent == work
+    assert ForwardIndex.open(first).num_docs == len(TINY_DOCS) and ForwardIndex.open(second).num_docs == 3
+    assert forward_index_for(student, index, beir / "corpus.jsonl", work, progress=False) == first  # reused
+
+
 @pytest.fixture(scope="module")
 def distilled(student, tmp_path_factory):
     """The 2-layer student after 2 distillation steps from the packaged MiniLM (the tiny index's encoder)."""

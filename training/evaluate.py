@@ -40,7 +40,8 @@ def forward_index_for(model_dir: Path, index_dir: Path, corpus: Path, work: Path
     fingerprint = encoder_fingerprint(model_dir)
     checksum = file_checksum(corpus)
     own = index_dir / VECTORS_DIR
-    candidates = [own, work / f"vectors-{fingerprint.split(':')[1][:16]}"]
+    # one directory per (model, corpus): --also encodes other collections with the same model
+    candidates = [own, work / f"vectors-{fingerprint.split(':')[1][:16]}-{checksum.split(':')[1][:8]}"]
     for path in candidates:
         if (path / "manifest.json").is_file():
             manifest = read_forward_manifest(path)
