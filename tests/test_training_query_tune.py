@@ -156,7 +156,7 @@ def test_dev_collection_errors_are_one_line(ff_index, tmp_path):
     from training.dev_collection import open_dev_collection
 
     data = write_beir(tmp_path / "tiny")
-    with pytest.raises(InputError, match="expected DATA=INDEX"):
+    with pytest.raises(InputError, match="^--dev .*: expected DATA=INDEX"):
         open_dev_collection(str(data), "x")
     with pytest.raises(InputError, match="index .*nowhere: no such directory"):
         open_dev_collection(f"{data}={tmp_path / 'nowhere'}", "x")

@@ -60,14 +60,9 @@ def open_dev_collection(spec: str, fingerprint: str, split: str = "test", alpha:
     from ranker.forward_index import VECTORS_DIR, ForwardIndex
     from ranker.sparse import BM25Searcher
     from ranker.topics import load_qrels, read_queries
+    from training.evaluate import parse_data_index
 
-    data, sep, index = spec.partition("=")
-    if not sep or not data or not index:
-        raise InputError(f"--dev {spec}: expected DATA=INDEX (a BEIR directory and the index built from it)")
-    data_dir, index_dir = Path(data), Path(index)
-    for path, what in ((data_dir, "collection"), (index_dir, "index")):
-        if not path.is_dir():
-            raise InputError(f"--dev {spec}: {what} {path}: no such directory")
+    data_dir, index_dir = parse_data_index(spec, "--dev")
     if not (index_dir / VECTORS_DIR / "manifest.json").is_file():
         raise InputError(f"--dev {spec}: {index_dir} has no forward index (build it with vectors)")
     forward = ForwardIndex.open(index_dir / VECTORS_DIR)

@@ -164,18 +164,20 @@ def evaluate_encoder(model: str | None, index: str | Path, data: str | Path, spl
     }
 
 
+def parse_data_index(pair: str, option: str = "--also") -> tuple[Path, Path]:
+    """One ``DATA=INDEX`` value of ``option`` as ``(data, index)`` paths, both checked to exist."""
+    data, sep, index = pair.partition("=")
+    if not sep or not data or not index:
+        raise InputError(f"{option} {pair}: expected DATA=INDEX (a BEIR directory and the index built from it)")
+    for path, what in ((data, "collection"), (index, "index")):
+        if not Path(path).is_dir():
+            raise InputError(f"{option} {pair}: {what} {path}: no such directory")
+    return Path(data), Path(index)
+
+
 def parse_also(pairs: list[str]) -> list[tuple[Path, Path]]:
     """``DATA=INDEX`` pairs of ``--also`` as ``(data, index)`` paths, both checked to exist."""
-    out = []
-    for pair in pairs:
-        data, sep, index = pair.partition("=")
-        if not sep or not data or not index:
-            raise InputError(f"--also {pair}: expected DATA=INDEX (a BEIR directory and the index built from it)")
-        for path, what in ((data, "collection"), (index, "index")):
-            if not Path(path).is_dir():
-                raise InputError(f"--also {pair}: {what} {path}: no such directory")
-        out.append((Path(data), Path(index)))
-    return out
+    return [parse_data_index(pair, "--also") for pair in pairs]
 
 
 def evaluate_also(model: str | None, report: dict[str, Any], collections: list[tuple[Path, Path]],
