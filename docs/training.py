@@ -269,7 +269,9 @@ def render(rows: dict, stopping: dict, reports: Path, args: argparse.Namespace, 
     lines += ["", "Rows `teacher`, `query` and `query-tuned` use an index whose documents the fine-tuned 6-layer model "
               "encoded; in `query` and `query-tuned` the 4-layer student encodes only the queries (`ff-index query-encoder`), which is where "
               "Fast-Forward pays for encoding at query time. The other rows encode documents and queries with "
-              "the same model."]
+              "the same model. Encode ms and train s are wall times from the run that built each row: rows are "
+              "kept between runs of `make train-ablation` and some ran beside other jobs, so compare them roughly "
+              "(the 4-layer rows share one architecture; their encode ms differ by load alone)."]
     def score(key: str, system: str) -> str:
         path = reports / f"{key}.json"
         return f"{json.loads(path.read_text())['scores'][system]['nDCG@10']:.4f}" if path.exists() else "–"
@@ -281,8 +283,10 @@ def render(rows: dict, stopping: dict, reports: Path, args: argparse.Namespace, 
 
     lines += ["", "What the rows say: a 4-layer MiniLM that encodes documents too recovers only part of what pruning "
               f"costs in one CPU epoch (`both`: dense {score('both', 'dense')}, FF {score('both', 'fast_forward')}, "
-              f"against the shipped 6 layers' FF {score('original', 'fast_forward')}); compare `sam` and `dro` with "
-              "`both` for what SAM and group DRO over query-length buckets change at this size. Training the "
+              f"against the shipped 6 layers' FF {score('original', 'fast_forward')}); SAM and group DRO over "
+              f"query-length buckets do not improve on it at this size (FF `sam` {score('sam', 'fast_forward')}, `dro` "
+              f"{score('dro', 'fast_forward')}; {other} FF {away('sam')} and {away('dro')} against `both`'s "
+              f"{away('both')}). Training the "
               "4-layer model as a query encoder against the fixed vectors of the fine-tuned 6 layers "
               f"(`query-tuned`: FF {score('query-tuned', 'fast_forward')}) is what reaches the goal with 4 layers "
               "on the query side."]
