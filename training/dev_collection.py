@@ -12,7 +12,6 @@ for (the training index's), so the scores mean what they will mean at query time
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ranker.errors import InputError
