@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -185,15 +186,21 @@ def mapped_memory(pid: int, markers: dict[str, str]) -> dict[str, dict[str, floa
     return out
 
 
-def serve(index: Path, texts: list[str], requests: int, workers: int) -> dict:
-    """ff-serve with ``workers`` workers: c=1 and c=8 on unseen queries, stages, per-worker memory."""
+_MAPPED = re.compile(r"mapped [0-9.]+ MiB of vectors and doc-number maps of \S+ in ([0-9.]+) s")
+FIRST_STAGES = ("sparse", "dense")  # searches of the whole collection; their cost grows with it
+LEVELS = (("ff", 1), ("ff", 8), ("hybrid", 1), ("hybrid", 8))  # (mode, concurrency), in this order
+
+
+def serve(index: Path, texts: list[str], requests: int, workers: int, threads: int) -> dict:
+    """ff-serve with ``workers`` workers of ``threads`` threads: each of :data:`LEVELS` on unseen queries,
+    the stages, per-worker memory."""
     markers = {"vectors": f"{index}/vectors/", "ANN index": f"{index}/ann/", "Lucene": f"{index}/lucene/",
                "doc-number maps": f"{index}/lucene_"}
     result: dict = {"levels": {}}
-    with LocalServer({"bench": index}, workers=workers, threads=4, ready_timeout=900, cwd=REPO) as server:
+    with LocalServer({"bench": index}, workers=workers, threads=threads, ready_timeout=900, cwd=REPO) as server:
         Client(server.port, [f"warm up request {i}" for i in range(40)], 10, "ff").run(4, 40, 120)
         cursor = 0
-        for mode, concurrency in (("ff", 1), ("ff", 8), ("hybrid", 8)):
+        for mode, concurrency in LEVELS:
             level = Client(server.port, texts, 10, mode).run(concurrency, requests, 300, offset=cursor)
             cursor += level.done
             result["levels"][f"{mode}, c = {concurrency}"] = {
@@ -202,6 +209,7 @@ def serve(index: Path, texts: list[str], requests: int, workers: int) -> dict:
                 "cache_hits": (len(level.latencies_ms) - level.encoded) / max(len(level.latencies_ms), 1),
                 "stages": {stage: float(np.median(values)) for stage, values in level.stages.items()}}
         result["memory"] = {pid: mapped_memory(pid, markers) for pid in server.worker_pids()}
+        result["mapped"] = [float(seconds) for seconds in _MAPPED.findall(server.log)]  # per worker, at start
     return result
 
 
@@ -259,9 +267,14 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
         params = json.loads((index / "ann" / "manifest.json").read_text())["params"] if row["ann"] else None
         lines.append(f"| {name} | {ann_label(params)} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
                      f"{row['exact_ms']:.1f} | {row['ann_ms']:.1f} | {row['exact_ms'] / row['ann_ms']:.1f}× |")
-    lines += ["", f"## ff-serve, {args.workers} workers, `GET /v1/search?k=10` on unseen queries", "",
+    threads = ("1 thread each (ff-serve's default: sync workers, one request at a time per worker)"
+               if args.threads == 1 else f"{args.threads} threads each (gthread workers)")
+    mapped = ", ".join(f"{seconds:.2f} s" for seconds in served.get("mapped", []))
+    lines += ["", f"## ff-serve, {args.workers} workers of {threads}, `GET /v1/search?k=10` on unseen queries", "",
               "Modes `ff` (BM25's 1,000 candidates re-ranked) and `hybrid` (plus the top 100 dense candidates, "
-              "from the ANN index), one run after the other on the same server.", "",
+              "from the ANN index), one run after the other on the same server. Each worker maps the pages of the "
+              f"vectors and the doc-number maps when it opens the index ({big}: {mapped or 'not logged'} per worker), "
+              "so that no request pays a page fault for them.", "",
               "| index | mode, concurrency | requests | errors | p50 ms | p99 ms | req/s | cache hits |",
               "|---|---|---|---|---|---|---|---|"]
     for name, result in ((big, served), ("SciFact", scifact_served)):
@@ -275,14 +288,25 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
             small = scifact_served["levels"][c]["stages"].get(stage)
             lines.append(f"| {c} | {stage} | {value:.2f} | {small:.2f} | {value / small:.2f}× |" if small else
                          f"| {c} | {stage} | {value:.2f} | – | – |")
+    ratios = {(c, stage): value / scifact_served["levels"][c]["stages"][stage]
+              for c, level in served["levels"].items() for stage, value in level["stages"].items()
+              if stage not in FIRST_STAGES and scifact_served["levels"][c]["stages"].get(stage)}
+    over = [f"{stage} at {c} ({ratio:.2f}×)" for (c, stage), ratio in ratios.items() if ratio > 1.5]
+    lines += ["", f"Stages after the first-stage searches (BM25's `sparse`, the ANN index's `dense`, whose work grows "
+                  f"with the collection): {len(ratios) - len(over)} of {len(ratios)} within 1.5× of SciFact"
+                  + (f"; above it: {', '.join(over)}." if over else "."),
+              f"A re-ranking reads its candidates' vectors at random: from a file of {mib(sizes['vectors float32']['bytes'])} "
+              f"MiB at {big}, from one of {mib(scifact_sizes['vectors float32']['bytes'])} MiB on SciFact, which "
+              "mostly stays in the CPU's caches. The `dense` stage scans the IVF lists it probes: more "
+              "vectors per list as the collection grows (the ANN table above compares it with the exact scan)."]
     lines += ["", "Resident memory of each worker after the requests, by mapped file (MiB; private = pages only "
               "this process maps, shared = pages other processes map too, e.g. the other worker):", "",
-              "| index | worker | vectors private / shared | ANN private / shared | Lucene private / shared | "
-              "all mappings private / shared |", "|---|---|---|---|---|---|"]
+              "| index | worker | vectors private / shared | doc-number maps private / shared | ANN private / shared | "
+              "Lucene private / shared | all mappings private / shared |", "|---|---|---|---|---|---|---|"]
     for name, result in ((big, served), ("SciFact", scifact_served)):
         for pid, memory in result["memory"].items():
             cells = [f"{memory[k]['private']:,.1f} / {memory[k]['shared']:,.1f}"
-                     for k in ("vectors", "ANN index", "Lucene", "all")]
+                     for k in ("vectors", "doc-number maps", "ANN index", "Lucene", "all")]
             lines.append(f"| {name} | {pid} | " + " | ".join(cells) + " |")
     lines += ["", "The vectors, the ANN index's lists and Lucene's files are memory-mapped read-only: their pages "
               "live in the page cache once, whatever the number of workers. A worker's private memory is its "
@@ -304,18 +328,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--docs", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=8_000,
-                        help="queries generated (default 8,000: the largest --batch plus the server's requests)")
+    parser.add_argument("--queries", type=int, default=8_200,
+                        help="queries generated (default 8,200: the largest --batch plus the server's requests)")
     parser.add_argument("--batch", type=int, nargs=2, default=[1000, 7000], help="query counts for ff-rank run")
     parser.add_argument("--dense-queries", type=int, default=100, help="queries for ANN vs exact (default 100)")
     parser.add_argument("--serve-requests", type=int, default=300, help="requests per concurrency (default 300)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="ff-serve --workers (default: 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ff-serve --threads (default: 1, ff-serve's own default: sync workers)")
     parser.add_argument("--work", type=Path, default=REPO / "work" / "million")
     parser.add_argument("--scifact-index", type=Path, default=REPO / "work" / "scifact")
     parser.add_argument("--keep", action="store_true", help="keep the generated collection and its index")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "million.md")
     args = parser.parse_args(argv)
-    if args.queries < max(args.batch) + args.serve_requests * 3 + 40:
+    if args.queries < max(args.batch) + args.serve_requests * len(LEVELS):
         parser.error("--queries must cover the largest --batch and the server's requests")
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -346,10 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         print("ff-serve ...", flush=True)
         skip = max(args.batch)  # queries no ff-rank run above used (the server's caches are new anyway)
         texts = read_queries(data)["query"].tolist()[skip:]
-        served = serve(args.work / "index", texts, args.serve_requests, args.workers)
+        served = serve(args.work / "index", texts, args.serve_requests, args.workers, args.threads)
         base = read_queries(args.source)["query"].tolist()
-        scifact_texts = unseen_queries(base, vocabulary(args.source), 3 * args.serve_requests + 100)
-        scifact_served = serve(scifact_copy, scifact_texts, args.serve_requests, args.workers)
+        scifact_texts = unseen_queries(base, vocabulary(args.source), len(LEVELS) * args.serve_requests + 100)
+        scifact_served = serve(scifact_copy, scifact_texts, args.serve_requests, args.workers, args.threads)
         docs = json.loads((args.work / "index" / "manifest.json").read_text())["bm25"]["documents"]
         scifact_docs = json.loads((scifact_copy / "manifest.json").read_text())["bm25"]["documents"]
         report = render(args, sizes, scifact_sizes, batch, scifact_batch, dense, scifact_dense, served,

@@ -66,6 +66,12 @@ class DenseSearcher:
     def search_one(self, query_vector: np.ndarray, k: int = 1000) -> tuple[list[str], np.ndarray]:
         """One query's top ``k`` documents: docnos and float64 scores, best first (ties by row), with numpy
         alone (no DataFrame): the path of a server answering one query at a time."""
+        positions, scores = self.search_positions(query_vector, k)
+        docnos = list(map(bytes.decode, np.asarray(self.index.doc_ids[positions]).tolist()))
+        return docnos, scores
+
+    def search_positions(self, query_vector: np.ndarray, k: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search_one` as the forward index's document positions (int64), no docno touched."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         scores, rows = self._top_rows(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
@@ -77,9 +83,7 @@ class DenseSearcher:
             _, first = np.unique(doc, return_index=True)
             first.sort()
             scores, rows = scores[first], doc[first]
-        scores, rows = scores[:k], rows[:k]
-        docnos = list(map(bytes.decode, np.asarray(self.index.doc_ids[rows]).tolist()))
-        return docnos, scores.astype(np.float64)
+        return rows[:k].astype(np.int64), scores[:k].astype(np.float64)
 
     def search_blocks(self, qids: Sequence[str], query_vectors: np.ndarray, k: int = 1000) -> Iterator[Ranking]:
         """:meth:`search`, ``QUERY_BLOCK`` queries at a time."""

@@ -24,6 +24,7 @@ from ranker.encoders import resolve_encoder
 from ranker.errors import InputError
 from ranker.forward_index import ForwardIndex
 from ranker.fusion import interpolate, reciprocal_rank_fusion
+from ranker.index_layout import LUCENE_DOCNO_RANK, LUCENE_DOCNOS, LUCENE_ROWS
 from ranker.prf import PrfSettings, as_prf
 from ranker.query_encoder import QueryEncoder, compatible, read_query_encoder
 from ranker.ranking import Ranking
@@ -57,6 +58,15 @@ class Reranked:
     score_dense: np.ndarray
     looked_up: int = 0  # candidates whose vectors were looked up
     without_vector: int = 0  # of those, candidates without a vector
+
+
+def _sorted_contains(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """Which ``needles`` occur in the sorted array ``haystack`` (a binary search each: unlike ``np.isin``, its
+    cost does not grow with the values' range, i.e. the collection's size)."""
+    if not len(haystack):
+        return np.zeros(len(needles), dtype=bool)
+    at = np.minimum(np.searchsorted(haystack, needles), len(haystack) - 1)
+    return haystack[at] == needles
 
 
 def _check_fusion(fusion: str, early_stop: int | None) -> None:
@@ -149,6 +159,11 @@ class FastForward:
                          ) -> tuple[list[str], np.ndarray]:
         """One query's top ``k`` by dense score (docnos, scores), without pandas; see :meth:`dense_search`."""
         return self.dense_searcher(exact).search_one(query_vector, k)
+
+    def dense_search_positions(self, query_vector: np.ndarray, k: int = 1000, exact: bool = False
+                               ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`dense_search_one` as forward-index positions and scores: what :meth:`rerank_hits` takes."""
+        return self.dense_searcher(exact).search_positions(query_vector, k)
 
     def dense_search(self, queries: pd.DataFrame, k: int = 1000, query_vectors: np.ndarray | None = None,
                      exact: bool = False) -> Ranking:
@@ -384,6 +399,23 @@ class FastForward:
         self.index.release_pages()
         self.sparse.release_pages()
 
+    def map_pages(self) -> int:
+        """Map every page of the vectors and the doc-number maps into this process ahead of use
+        (:func:`ranker.pages.map_file_pages`), so that no query pays a page fault for them: a server does
+        this when it opens an index. Skipped (0) when they exceed half of the available memory, where it
+        would push other pages out of the cache; returns the bytes mapped."""
+        from ranker.pages import available_memory, map_file_pages
+
+        paths = [self.index.path]
+        if self.row_map is not None:  # opened (memory-mapped) now if it was not yet
+            paths += [self.sparse.index_dir / name for name in (LUCENE_DOCNOS, LUCENE_DOCNO_RANK, LUCENE_ROWS)]
+        size = sum(f.stat().st_size for path in paths if path.exists()
+                   for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
+        available = available_memory()
+        if available is not None and size > available // 2:
+            return 0
+        return map_file_pages(paths)
+
     @property
     def row_map(self) -> RowMap | None:
         """Lucene doc number -> forward-index position and docno rank (:mod:`ranker.row_map`), loaded once;
@@ -406,11 +438,16 @@ class FastForward:
 
     def rerank_hits(self, query_vector: np.ndarray, docs: np.ndarray, sparse_scores: np.ndarray,
                     alpha: float = 0.35, normalization: str = "minmax", mode: str = "maxp",
-                    missing: str = "min", k: int | None = None) -> Reranked:
+                    missing: str = "min", k: int | None = None, dense_positions: np.ndarray | None = None,
+                    ) -> Reranked:
         """:meth:`rerank` for BM25 hits given as Lucene doc numbers (:meth:`BM25Searcher.search_hits`): the
         hot path of a server. Documents are found through integer maps and only the top ``k`` (default: all)
         get their docno, so no string is compared or hashed; scores, order and ties equal :meth:`rerank`'s.
         Needs the index's row map (any index built by this version) and ``mode`` maxp, firstp or avep.
+
+        ``dense_positions`` (hybrid): the forward-index positions of the query's dense candidates
+        (:meth:`DenseSearcher.search_positions`); those BM25 did not return join the candidates after its hits
+        with a BM25 score of 0, as the docnos of :meth:`rerank` would.
         """
         from ranker.fusion import interpolate_arrays
 
@@ -418,16 +455,37 @@ class FastForward:
         if maps is None:
             raise InputError(f"{self.sparse.index_dir}: has no Lucene doc-number maps; rebuild it with ff-index build")
         docs = np.asarray(docs, dtype=np.int64)
-        dense = self.index.score_positions(query_vector, maps.rows[docs], mode=mode)
+        positions = maps.rows[docs]
+        extra = np.zeros(0, dtype=np.int64)
+        if dense_positions is not None and len(dense_positions):
+            extra = np.asarray(dense_positions, dtype=np.int64)
+            extra = extra[~_sorted_contains(np.sort(positions), extra)]
+            positions = np.concatenate([positions, extra])
+            sparse_scores = np.concatenate([sparse_scores, np.zeros(len(extra))])
+        dense = self.index.score_positions(query_vector, positions, mode=mode)
         keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
-        kept = docs[keep] if len(keep) < len(docs) else docs
+        kept = np.asarray(keep)  # candidate numbers: BM25's hits, then the dense candidates
         order = np.argsort(-fused)  # without ties any sort gives this order; with ties, docno decides:
         ranked = fused[order]
         if len(order) > 1 and (ranked[1:] == ranked[:-1]).any():
-            order = np.lexsort((maps.docno_rank[kept], -fused))
+            tie_key = (maps.docno_rank[docs[kept]] if not len(extra)  # Lucene's docs only: ranks, no strings
+                       else self._candidate_docnos(docs, extra, kept))
+            order = np.lexsort((tie_key, -fused))
         order = order[:k]
-        docnos = list(map(bytes.decode, maps.docnos[kept[order]].tolist()))
-        return Reranked(docnos, fused[order], sparse_n[order], dense_n[order], len(docs))
+        docnos = list(map(bytes.decode, self._candidate_docnos(docs, extra, kept[order]).tolist()))
+        return Reranked(docnos, fused[order], sparse_n[order], dense_n[order], len(positions))
+
+    def _candidate_docnos(self, docs: np.ndarray, extra: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """The docnos (bytes) of candidates ``which``: numbers below ``len(docs)`` are BM25's hits (Lucene doc
+        numbers), the rest the dense candidates at forward positions ``extra``."""
+        assert self.row_map is not None
+        from_bm25 = which < len(docs)
+        if from_bm25.all():
+            return np.asarray(self.row_map.docnos[docs[which]])
+        out = np.empty(len(which), dtype=object)
+        out[from_bm25] = list(self.row_map.docnos[docs[which[from_bm25]]])
+        out[~from_bm25] = list(self.index.doc_ids[extra[which[~from_bm25] - len(docs)]])
+        return out.astype(bytes)
 
     def _rerank_early_stop(self, query_vector: np.ndarray, docnos: Sequence[str], sparse_scores: np.ndarray,
                            alpha: float, normalization: str, mode: str, missing: str, k: int,

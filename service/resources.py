@@ -189,26 +189,32 @@ class IndexHandle:
         for _, text in queries:
             with stages("encode"):
                 vectors.append(self.ff.encoder([text])[0])
+        # Lucene doc numbers and forward positions all the way: no docno is touched but the top k's
+        integer_path = mode != "dense" and self.ff.hits_path(fusion.fusion, fusion.ff_mode, fusion.early_stop)
         dense_docnos: dict[str, list[str]] = {}
+        dense_positions: dict[str, np.ndarray] = {}
         if mode in ("dense", "hybrid"):
             depth = k if mode == "dense" else dense_k
             for (qid, _), vector in zip(queries, vectors):  # ANN or exact, one query at a time, no pandas
                 with stages("dense"):
+                    if integer_path:
+                        dense_positions[qid], _ = self.ff.dense_search_positions(vector, k=depth)
+                        continue
                     docnos, scores = self.ff.dense_search_one(vector, k=depth)
                 dense_docnos[qid] = docnos
                 if mode == "dense" and docnos:
                     out[qid] = [Hit(d, r, s, None, s) for r, (d, s) in enumerate(zip(docnos, scores.tolist()), 1)]
             if mode == "dense":
                 return out, stages.timings
-        integer_path = mode == "ff" and self.ff.hits_path(fusion.fusion, fusion.ff_mode, fusion.early_stop)
         for (qid, text), vector in zip(queries, vectors):
-            if integer_path:  # Lucene doc numbers all the way: no docno is touched but the top k's
+            if integer_path:
                 with stages("sparse"):
                     docs, scores = self.bm25.search_hits(text, k=max(candidates, k), prf=prf)
-                if len(docs):
+                if len(docs) or len(dense_positions.get(qid, ())):
                     with stages("rerank"):
                         top = self.ff.rerank_hits(vector, docs, scores, alpha=fusion.alpha, mode=fusion.ff_mode,
-                                                  normalization=fusion.normalization, missing=fusion.missing, k=k)
+                                                  normalization=fusion.normalization, missing=fusion.missing, k=k,
+                                                  dense_positions=dense_positions.get(qid))
                         out[qid] = [Hit(*hit) for hit in zip(top.docnos, range(1, len(top.docnos) + 1),
                                                              top.score.tolist(), top.score_sparse.tolist(),
                                                              top.score_dense.tolist())]
@@ -379,9 +385,15 @@ def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch
 
 
 def _warm_up(handle: IndexHandle) -> None:
-    """One tiny search per stage, so the first user request does not pay for lazy initialisation."""
+    """One tiny search per stage, so the first user request does not pay for lazy initialisation, and the
+    vectors' pages mapped ahead (:meth:`FastForward.map_pages`), so that no request pays a page fault for them."""
     handle.search([("warm-up", "warm up")], k=1, mode="ff" if handle.has_vectors else "bm25", fusion=Fusion(),
                   candidates=10)
+    if handle.ff is not None:
+        start = time.perf_counter()
+        mapped = handle.ff.map_pages()
+        log.info("mapped %.1f MiB of vectors and doc-number maps of %s in %.2f s", mapped / 2**20, handle.path,
+                 time.perf_counter() - start)
 
 
 @dataclass(frozen=True)

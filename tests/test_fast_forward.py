@@ -370,3 +370,32 @@ def test_cli_rerank_counts_what_it_could_not_rerank(ff_index, tmp_path, capsys):
     assert lines[3] == "early stopping at 1: 1.0 vector look-ups per query instead of 1.0"
     assert [line.split()[0] for line in lines[4:6]] == ["encode", "dense+fusion"]
     assert out.read_text().splitlines()[0].startswith("q1 Q0 5 1 ") and len(out.read_text().splitlines()) == 1
+
+
+def test_map_pages_maps_the_vectors_and_maps_unless_memory_is_short(ff_index, monkeypatch):
+    import ranker.pages
+
+    ff = FastForward.open(ff_index)
+    files = [ff_index / "vectors" / "vectors.npy", ff_index / "lucene_rows.npy", ff_index / "lucene_docnos.npy"]
+    assert all(f.is_file() for f in files)
+    assert ff.map_pages() >= sum(f.stat().st_size for f in files)
+    monkeypatch.setattr(ranker.pages, "available_memory", lambda: 2 * sum(f.stat().st_size for f in files) - 2)
+    assert ff.map_pages() == 0  # more than half of the available memory: left to the page cache
+
+
+@pytest.mark.parametrize("alpha, missing", [(0.35, "min"), (0.5, "drop"), (1.0, "min")])
+def test_rerank_hits_with_dense_candidates_equals_rerank_of_their_docnos(ff_index, alpha, missing):
+    ff = FastForward.open(ff_index)
+    vector = ff.encoder(["pasta water"])[0]
+    docs, scores = ff.sparse.search_hits("pasta", k=10)
+    positions, _ = ff.dense_search_positions(vector, k=len(TINY_DOCS), exact=True)
+    assert 0 < len(docs) < len(positions)  # some dense candidates BM25 did not return
+    hybrid = ff.rerank_hits(vector, docs, scores, alpha=alpha, missing=missing, dense_positions=positions)
+    docnos = [d.decode() for d in ff.row_map.docnos[docs]]
+    extra = [d.decode() for d in ff.index.doc_ids[positions] if d.decode() not in docnos]
+    expected = ff.rerank(vector, docnos + extra, np.concatenate([scores, np.zeros(len(extra))]), alpha=alpha,
+                         missing=missing)
+    assert hybrid.docnos == expected.docnos  # alpha 1: BM25's zeros tie, broken by docno as rerank does
+    assert np.allclose(hybrid.score, expected.score) and hybrid.looked_up == len(docnos) + len(extra)
+    alone = ff.rerank_hits(vector, docs, scores, alpha=alpha, missing=missing)
+    assert alone.docnos == ff.rerank(vector, docnos, scores, alpha=alpha, missing=missing).docnos

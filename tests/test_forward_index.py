@@ -521,6 +521,25 @@ def test_release_pages_unmaps_what_scoring_touched(tmp_path):
     assert np.allclose(again, scores[:3])  # the pages come back on the next access
 
 
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_map_file_pages_maps_the_whole_file_ahead_of_use(tmp_path):
+    from ranker.pages import map_file_pages
+
+    n, dim = 20_000, 64
+    vectors = np.random.default_rng(2).standard_normal((n, dim)).astype(np.float32)
+    build(tmp_path / "big", ids=[f"d{i}" for i in range(n)], counts=[1] * n, vectors=vectors, dim=dim, chunk=4096)
+    index = ForwardIndex.open(tmp_path / "big")
+    file = (tmp_path / "big" / "vectors.npy").resolve()
+    index.score_pairs(vectors[:1], np.zeros(1, dtype=np.int64), ["d0"])
+    assert _resident_kib(file) < 256  # one row read: its page and the ones around it
+    assert map_file_pages([tmp_path / "elsewhere"]) == 0  # nothing mapped from there
+    mapped = map_file_pages([tmp_path / "big"])
+    assert mapped >= file.stat().st_size
+    assert _resident_kib(file) >= file.stat().st_size // 1024  # every page, before any is read
+    scores = index.score_pairs(vectors[:2], np.array([0, 1]), ["d5", "d19999"])
+    assert np.allclose(scores, [vectors[5] @ vectors[0], vectors[19999] @ vectors[1]], atol=1e-4)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_pread_access_scores_exactly_as_the_mapping_and_maps_nothing(tmp_path, dtype):
     rng = np.random.default_rng(1)

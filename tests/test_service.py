@@ -497,7 +497,7 @@ def budget_app(ff_index, client):
 @pytest.mark.parametrize("mode, where, name, stage", [
     ("ff", "bm25", "search_hits", "sparse"), ("bm25", "bm25", "search_one", "sparse"),
     ("ff", "ff", "encoder", "encode"), ("ff", "ff", "rerank_hits", "rerank"), ("dense", "ff", "dense_search_one", "dense"),
-    ("hybrid", "ff", "dense_search_one", "dense"), ("hybrid", "ff", "rerank", "rerank"),
+    ("hybrid", "ff", "dense_search_positions", "dense"), ("hybrid", "ff", "rerank_hits", "rerank"),
     ("hybrid", "handle", "document", "documents"),
 ])
 def test_a_search_past_its_time_budget_is_a_503_and_the_app_stays_healthy(budget_app, monkeypatch, caplog, mode,
