@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="then N requests at concurrency 8, with worker memory sampled ten times")
     parser.add_argument("--soak-time-cap", type=float, default=1800, help="seconds for the soak at most")
     parser.add_argument("--workers", type=int, default=2, help="ff-serve --workers (default: 2)")
-    parser.add_argument("--threads", type=int, default=4, help="ff-serve --threads (default: 4)")
+    parser.add_argument("--threads", type=int, default=1, help="ff-serve --threads (default: 1, as ff-serve)")
     parser.add_argument("--torch-threads", type=int,
                         help="ff-serve --torch-threads: torch threads per worker (default: ff-serve's, CPUs / workers)")
     parser.add_argument("--query-runtime", choices=["onnx", "torch"], default="onnx",

@@ -284,6 +284,9 @@ class ForwardIndex:
         rows = doc if found.all() else doc[found]
         if self.num_vectors != self.num_docs:  # firstp over passages: each document's first row
             rows = np.asarray(self.doc_offsets[rows], dtype=np.int64)
+        # One element of each row first: these loads are independent, so the CPU overlaps their cache and TLB
+        # misses, which the row-by-row copy below would wait for one row at a time (large indexes).
+        self.vectors[rows, 0]
         scores = np.asarray(np.take(self.vectors, rows, axis=0), dtype=np.float32) @ query[0]
         if len(rows) == len(doc):
             return scores
