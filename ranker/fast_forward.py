@@ -400,15 +400,19 @@ class FastForward:
         self.sparse.release_pages()
 
     def map_pages(self) -> int:
-        """Map every page of the vectors and the doc-number maps into this process ahead of use
-        (:func:`ranker.pages.map_file_pages`), so that no query pays a page fault for them: a server does
-        this when it opens an index. Skipped (0) when they exceed half of the available memory, where it
-        would push other pages out of the cache; returns the bytes mapped."""
+        """Map every page of the vectors, the doc-number maps and the ANN index (opened now if the index has one)
+        into this process ahead of use (:func:`ranker.pages.map_file_pages`), so that no query pays a page fault
+        for them: a server does this when it opens an index. Skipped (0) when they exceed half of the available
+        memory, where it would push other pages out of the cache; returns the bytes mapped."""
+        from ranker.ann import ann_dir, has_ann
         from ranker.pages import available_memory, map_file_pages
 
         paths = [self.index.path]
         if self.row_map is not None:  # opened (memory-mapped) now if it was not yet
             paths += [self.sparse.index_dir / name for name in (LUCENE_DOCNOS, LUCENE_DOCNO_RANK, LUCENE_ROWS)]
+        if has_ann(self.sparse.index_dir):
+            self.dense_searcher()  # opens the ANN index (memory-mapped)
+            paths.append(ann_dir(self.sparse.index_dir))
         size = sum(f.stat().st_size for path in paths if path.exists()
                    for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
         available = available_memory()

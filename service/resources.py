@@ -385,15 +385,16 @@ def open_index(path: Path, manifest: dict[str, Any], query_runtime: str = "torch
 
 
 def _warm_up(handle: IndexHandle) -> None:
-    """One tiny search per stage, so the first user request does not pay for lazy initialisation, and the
-    vectors' pages mapped ahead (:meth:`FastForward.map_pages`), so that no request pays a page fault for them."""
+    """One tiny search per stage, so the first user request does not pay for lazy initialisation, and the pages
+    of the vectors and the ANN index mapped ahead (:meth:`FastForward.map_pages`), so that no request pays a page
+    fault for them."""
     handle.search([("warm-up", "warm up")], k=1, mode="ff" if handle.has_vectors else "bm25", fusion=Fusion(),
                   candidates=10)
     if handle.ff is not None:
         start = time.perf_counter()
         mapped = handle.ff.map_pages()
-        log.info("mapped %.1f MiB of vectors and doc-number maps of %s in %.2f s", mapped / 2**20, handle.path,
-                 time.perf_counter() - start)
+        log.info("mapped %.1f MiB of vectors, doc-number maps and ANN index of %s in %.2f s", mapped / 2**20,
+                 handle.path, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)

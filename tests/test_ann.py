@@ -218,3 +218,15 @@ def test_an_ivf_search_visits_enough_lists_for_k(tmp_path, index, queries):
     _, rows = AnnIndex.open(work, forward).search(queries, k=1000)
     _, exact_rows = exact_top_rows(forward, queries, 1000)
     assert (rows >= 0).all() and recall(rows, exact_rows) == 1.0
+
+
+def test_map_pages_maps_the_ann_index_too(tmp_path, index):
+    from ranker.fast_forward import FastForward
+
+    work = tmp_path / "index"
+    shutil.copytree(index, work)
+    build_ann(work, type="ivf", nlist=16, progress=False)
+    ff = FastForward.open(work)
+    vectors, ann = work / "vectors" / "vectors.npy", work / "ann" / "index.faiss"
+    assert ff.map_pages() >= vectors.stat().st_size + ann.stat().st_size
+    assert not ff.dense_searcher().exact  # opened by map_pages, with its pages
