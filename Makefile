@@ -70,7 +70,7 @@ bench-depth: venv
 	test -f $(WORK)/cranfield/vectors/manifest.json || $(BIN)/ff-index build --corpus $(CRANFIELD) --index $(WORK)/cranfield --force
 	$(BIN)/python benchmarks/depth.py --collection $(DATA)=$(WORK)/$(NAME) --collection $(CRANFIELD)=$(WORK)/cranfield
 
-# One million generated documents end to end beside SciFact (about 25 minutes on 2 cores; removes
+# One million generated documents end to end beside SciFact (about 10 minutes on 2 otherwise idle cores; removes
 # what it built): docs/million.md
 bench-million: venv
 	$(BIN)/python benchmarks/million.py --source $(DATA) --scifact-index $(WORK)/$(NAME)
