@@ -468,7 +468,7 @@ class FastForward:
             sparse_scores = np.concatenate([sparse_scores, np.zeros(len(extra))])
         dense = self.index.score_positions(query_vector, positions, mode=mode)
         keep, fused, sparse_n, dense_n = interpolate_arrays(sparse_scores, dense, alpha, normalization, missing)
-        kept = np.asarray(keep)  # candidate numbers: BM25's hits, then the dense candidates
+        kept = keep  # candidate numbers: BM25's hits, then the dense candidates
         order = np.argsort(-fused)  # without ties any sort gives this order; with ties, docno decides:
         ranked = fused[order]
         if len(order) > 1 and (ranked[1:] == ranked[:-1]).any():
