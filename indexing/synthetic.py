@@ -687,6 +687,8 @@ def synthesize(source: str | Path, out: str | Path, documents: int, queries: int
         raise InputError("--cache and --vector-noise apply to --vectors only")
     if vector_noise is not None and vector_noise < 0:
         raise InputError(f"--vector-noise must be at least 0, got {vector_noise:g}")
+    if cache is not None and not Path(cache).parent.is_dir():  # before minutes of fitting, not after
+        raise InputError(f"{cache}: directory {Path(cache).parent} does not exist")
     check_target(out, force, MARKER, "a synthetic collection")
     start = time.perf_counter()
     stats = read_statistics(source)

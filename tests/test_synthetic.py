@@ -209,6 +209,8 @@ def test_force_replaces_a_synthetic_collection_only(tiny_source: Path, tmp_path:
     ({"documents": 5, "queries": 1, "vector_noise": 0.5}, "--cache and --vector-noise apply to --vectors only"),
     ({"documents": 5, "queries": 1, "vectors": True, "vector_noise": -1.0},
      "--vector-noise must be at least 0, got -1"),
+    ({"documents": 5, "queries": 1, "vectors": True, "cache": "no/such/dir/map.npz"},
+     "no/such/dir/map.npz: directory no/such/dir does not exist"),
 ])
 def test_bad_options(tiny_source: Path, tmp_path: Path, options: dict, message: str):
     with pytest.raises(InputError) as err:
