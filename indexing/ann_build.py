@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ranker.ann import (INDEX_FILE, IVF_TYPES, KIND, TRAIN_PER_LIST, VERSION, AnnParams, ann_dir, check_params,
-                        default_params)
+                        default_nprobe, default_params)
 from ranker.atomic import atomic_directory, check_target, write_json_atomic
 from ranker.errors import InputError
 from ranker.forward_index import BLOCK_ROWS, MANIFEST, VECTORS_DIR, ForwardIndex, manifest_sha256
@@ -33,7 +33,7 @@ def resolve_params(forward: ForwardIndex, type: str = "auto", **overrides: Any) 
     params = default_params(forward.num_vectors, forward.dim, type)
     given = {key: value for key, value in overrides.items() if value is not None}
     if params.type in IVF_TYPES and "nlist" in given and "nprobe" not in given:
-        given["nprobe"] = min(given["nlist"], max(8, given["nlist"] // 8))
+        given["nprobe"] = default_nprobe(given["nlist"])
     params = dataclasses.replace(params, **given)
     problem = check_params(params, forward.num_vectors, forward.dim)
     if problem:

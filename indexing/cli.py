@@ -252,7 +252,8 @@ def _add_ann_parser(sub: Any) -> None:
         "build", help="build <index>/ann",
         description=f"Defaults by collection size: --type auto is ivf (IVF, flat codes) below {SQ_MIN_VECTORS:,} "
                     "vectors and ivfsq8 (IVF, 8-bit scalar-quantised codes) from there on; nlist = the power of "
-                    "two nearest 2*sqrt(vectors), nprobe = nlist/6 (at least 8); ivfpq (IVF-PQ): dim/8 bytes per "
+                    "two nearest 4*sqrt(vectors) (halved while a list would get under 39 training vectors), "
+                    "nprobe = nlist/7 (at least 8); ivfpq (IVF-PQ): dim/8 bytes per "
                     "vector; hnsw: M 32, efConstruction 80, efSearch 256. Every type is memory-mapped (every "
                     "worker shares its pages). FAISS proposes "
                     "--shortlist x k rows (1, ivfpq 4) and the forward index scores them exactly.")
@@ -260,7 +261,7 @@ def _add_ann_parser(sub: Any) -> None:
     build.add_argument("--type", choices=["auto", "ivf", "ivfsq8", "ivfpq", "hnsw"], default="auto",
                        help="ANN structure (default: auto, see above)")
     build.add_argument("--nlist", type=int, help="IVF types: inverted lists")
-    build.add_argument("--nprobe", type=int, help="IVF types: lists visited per query")
+    build.add_argument("--nprobe", type=int, help="IVF types: lists visited per query (default nlist/7)")
     build.add_argument("--pq-m", type=int, help="ivfpq: bytes per vector; must divide the dimension")
     build.add_argument("--hnsw-m", type=int, help="hnsw: neighbours per node (default 32)")
     build.add_argument("--ef-construction", type=int, help="hnsw: build-time search width (default 80)")

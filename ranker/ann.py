@@ -38,9 +38,12 @@ KIND = "ff-ann-index"
 VERSION = 1
 TYPES = ("ivf", "ivfsq8", "ivfpq", "hnsw")
 IVF_TYPES = ("ivf", "ivfsq8", "ivfpq")
-TRAIN_PER_LIST = 40  # FAISS's k-means wants at least 39 training vectors per list
+TRAIN_PER_LIST = 40  # training sample per list (FAISS's k-means wants at least 39)
+TRAIN_MIN_PER_LIST = 39
 LIST_COVER = 4  # an IVF search visits lists holding at least this many times the rows it wants (on average)
 SQ_MIN_VECTORS = 200_000  # the automatic choice: ivf below this many vectors, ivfsq8 from here on
+LISTS_PER_SQRT = 4  # default nlist: about 4 * sqrt(vectors), the low end of FAISS's guideline (4 to 16 * sqrt)
+PROBE_SHARE = 7  # default nprobe: nlist / 7, a seventh of the lists (recall and speed at 1M: docs/million.md)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ def default_params(vectors: int, dim: int, type: str = "auto") -> AnnParams:
     """The defaults ``ff-index ann build`` states in its ``--help``.
 
     ``auto``: ``ivf`` below ``SQ_MIN_VECTORS`` vectors, ``ivfsq8`` from there on. IVF: ``nlist`` the
-    power of two nearest ``2 * sqrt(vectors)``, ``nprobe`` = ``nlist / 6`` (at least 8); FAISS proposes
+    power of two nearest ``4 * sqrt(vectors)``, halved until every list has FAISS's minimum of 39 training
+    vectors; ``nprobe`` = ``nlist / 7`` (at least 8, :func:`default_nprobe`); FAISS proposes
     ``k`` rows (``shortlist`` 1; 4 for ``ivfpq``, whose coarse codes misorder more); PQ: ``dim / 8``
     sub-quantizers (1 byte each), or the largest divisor of ``dim`` not above that; HNSW: M = 32,
     efConstruction 80, efSearch 256. Recall and speed at 1M documents: docs/million.md.
@@ -79,10 +83,17 @@ def default_params(vectors: int, dim: int, type: str = "auto") -> AnnParams:
         raise InputError(f"ANN type must be auto or one of {', '.join(TYPES)}, got {type!r}")
     if type == "hnsw":
         return AnnParams("hnsw")
-    nlist = max(1, min(vectors, 2 ** round(math.log2(max(1.0, 2 * math.sqrt(vectors))))))
+    nlist = 2 ** round(math.log2(max(1.0, LISTS_PER_SQRT * math.sqrt(vectors))))
+    while nlist > 1 and nlist * TRAIN_MIN_PER_LIST > vectors:
+        nlist //= 2
     pq_m = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0) if type == "ivfpq" else 0
-    return AnnParams(type, nlist=nlist, nprobe=min(nlist, max(8, nlist // 6)), pq_m=pq_m,
+    return AnnParams(type, nlist=nlist, nprobe=default_nprobe(nlist), pq_m=pq_m,
                      shortlist=4.0 if type == "ivfpq" else 1.0)
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists a search visits by default: a :data:`PROBE_SHARE`-th of ``nlist``, at least 8 (at most all)."""
+    return min(nlist, max(8, nlist // PROBE_SHARE))
 
 
 def check_params(params: AnnParams, vectors: int, dim: int) -> str | None:

@@ -12,7 +12,7 @@ from indexing.add_vectors import add_vectors
 from indexing.ann_build import build_ann
 from indexing.build import build_index
 from indexing.cli import main as ff_index
-from ranker.ann import AnnIndex, has_ann
+from ranker.ann import AnnIndex, check_params, has_ann
 from ranker.dense import DenseSearcher, exact_top_rows
 from ranker.errors import InputError
 from ranker.forward_index import ForwardIndex
@@ -230,3 +230,23 @@ def test_map_pages_maps_the_ann_index_too(tmp_path, index):
     vectors, ann = work / "vectors" / "vectors.npy", work / "ann" / "index.faiss"
     assert ff.map_pages() >= vectors.stat().st_size + ann.stat().st_size
     assert not ff.dense_searcher().exact  # opened by map_pages, with its pages
+
+
+@pytest.mark.parametrize("vectors, kind, nlist, nprobe", [
+    (3_000, "ivf", 64, 9),             # 4 * sqrt: 256 lists, halved until each gets 39 training vectors
+    (5_183, "ivf", 128, 18),           # SciFact
+    (1_000_000, "ivfsq8", 4096, 585),  # docs/million.md
+])
+def test_default_parameters_by_collection_size(vectors, kind, nlist, nprobe):
+    from ranker.ann import default_params
+
+    params = default_params(vectors, 384)
+    assert (params.type, params.nlist, params.nprobe) == (kind, nlist, nprobe)
+    assert check_params(params, vectors, 384) is None
+
+
+def test_a_given_nlist_gets_the_default_share_of_probes(index):
+    from indexing.ann_build import resolve_params
+
+    params = resolve_params(ForwardIndex.open(index), "ivf", nlist=112)
+    assert (params.nlist, params.nprobe) == (112, 16)
