@@ -12,7 +12,7 @@ from indexing.add_vectors import add_vectors
 from indexing.ann_build import build_ann
 from indexing.build import build_index
 from indexing.cli import main as ff_index
-from ranker.ann import AnnIndex, check_params, has_ann
+from ranker.ann import AnnIndex, check_params, default_params, has_ann
 from ranker.dense import DenseSearcher, exact_top_rows
 from ranker.errors import InputError
 from ranker.forward_index import ForwardIndex
@@ -238,8 +238,6 @@ def test_map_pages_maps_the_ann_index_too(tmp_path, index):
     (1_000_000, "ivfsq8", 4096, 585),  # docs/million.md
 ])
 def test_default_parameters_by_collection_size(vectors, kind, nlist, nprobe):
-    from ranker.ann import default_params
-
     params = default_params(vectors, 384)
     assert (params.type, params.nlist, params.nprobe) == (kind, nlist, nprobe)
     assert check_params(params, vectors, 384) is None
