@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import ranker.machine as machine
+from ranker import machine
 
 
 def test_steal_share_is_the_stolen_part_of_the_cpu_time_between_two_readings():
