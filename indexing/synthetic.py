@@ -674,7 +674,7 @@ def synthesize(source: str | Path, out: str | Path, documents: int, queries: int
     file but the timings in ``synthetic.json`` is the same for the same arguments (the vectors:
     on the same machine, as BLAS rounding may differ elsewhere).
     """
-    from ranker.atomic import atomic_directory, check_target
+    from ranker.atomic import atomic_directory, check_parent, check_target
 
     out = Path(out)
     if documents < 1:
@@ -687,8 +687,8 @@ def synthesize(source: str | Path, out: str | Path, documents: int, queries: int
         raise InputError("--cache and --vector-noise apply to --vectors only")
     if vector_noise is not None and vector_noise < 0:
         raise InputError(f"--vector-noise must be at least 0, got {vector_noise:g}")
-    if cache is not None and not Path(cache).parent.is_dir():  # before minutes of fitting, not after
-        raise InputError(f"{cache}: directory {Path(cache).parent} does not exist")
+    if cache is not None:
+        check_parent(cache)  # before minutes of fitting, not after
     check_target(out, force, MARKER, "a synthetic collection")
     start = time.perf_counter()
     stats = read_statistics(source)

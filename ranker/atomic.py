@@ -50,8 +50,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     parent = path.parent
-    if not parent.is_dir():
-        raise InputError(f"{path}: directory {parent} does not exist")
+    check_parent(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
@@ -132,6 +131,13 @@ def atomic_directory(target: str | Path, force: bool = False, marker: str = MANI
     with staged_directory(target) as tmp:
         yield tmp
         check_target(target, force, marker, what)
+
+
+def check_parent(path: str | Path) -> None:
+    """Fail if ``path``'s directory does not exist: what :func:`atomic_file` needs, checkable before any work."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: directory {parent} does not exist")
 
 
 def check_target(target: Path, force: bool, marker: str = MANIFEST, what: str = "an index") -> None:
