@@ -9,7 +9,8 @@
    float16 / int8 / PQ sizes (``ff-index quantize``, each copy removed after it is measured) and
    ``ff-index ann build`` (the default type for the size): time and bytes on disk of each.
 3. ``ff-rank run --mode ff`` over 1,000 and 7,000 queries: time, queries/s and peak RSS (``wait4``).
-4. Dense retrieval, ANN against the exact scan on the same vectors: recall@100 and @1000, ms/query.
+4. Dense retrieval, ANN against the exact scan on the same vectors: recall@100 and @1000, ms/query; and
+   recall@100 and ms/query at other search-time nprobe values (what `--nprobe` buys at each size).
 5. ``ff-serve --workers 2``: concurrency 1 and 8 on queries no worker has seen, the stages the
    server reports, and each worker's private and shared memory per mapped file (``/proc/PID/smaps``).
 
@@ -45,6 +46,8 @@ from service.launcher import LocalServer  # noqa: E402
 
 MiB = 1024 * 1024
 MSMARCO = 8_841_823  # MS MARCO passage collection
+EFFORT_K = 100  # the search-effort table's k: ff-serve's (and ff-rank's) default dense_k in hybrid mode
+EFFORT_RECALL = 0.95  # ... and the recall it compares the two collections at
 PYTHON = sys.executable
 
 
@@ -164,6 +167,51 @@ def dense_comparison(index: Path, queries: Path, n: int) -> dict[str, float]:
     return result
 
 
+def operating_points(index: Path, queries: Path, n: int, k: int = 100) -> list[dict[str, float]]:
+    """What a search-time ``--nprobe`` buys: recall@k against the exact scan and ms per query (median) of the
+    IVF index at nprobe = nlist/64 ... nlist (every list) and its default, on the single-query path that ff-serve's hybrid
+    mode takes (``search_positions``, k = its dense_k). Effective nprobe values (after the visit-enough-lists
+    rule of ``nprobe_for``) are measured once each."""
+    from dataclasses import replace
+
+    from ranker.ann import nprobe_for
+    from ranker.dense import DenseSearcher
+    from ranker.fast_forward import FastForward
+
+    ff = FastForward.open(index)
+    ann = ff.dense_searcher().ann
+    if ann is None or ann.params.type == "hnsw":
+        return []
+    vectors = ff.encoder(read_queries(queries)["query"].tolist()[:n])
+    ff.map_pages()
+    exact = ff.dense_searcher(exact=True)
+    truth = [set(exact.search_positions(vector, k)[0].tolist()) for vector in vectors]
+    params, rows = ann.params, ann.forward.num_vectors
+    grid = sorted({max(1, params.nlist // share) for share in (64, 32, 16, 8, 4, 2, 1)} | {params.nprobe})
+    points: dict[int, dict[str, float]] = {}
+    for nprobe in grid:
+        effective = nprobe_for(replace(params, nprobe=nprobe), math.ceil(params.shortlist * k), rows)
+        if effective in points:
+            continue
+        searcher = DenseSearcher(ff.index, ann.with_effort(nprobe=nprobe))
+        searcher.search_positions(vectors[0], k)
+        timings, recalls = [], []
+        for vector, expected in zip(vectors, truth):
+            start = time.perf_counter()
+            positions, _ = searcher.search_positions(vector, k)
+            timings.append(1000 * (time.perf_counter() - start))
+            recalls.append(len(expected & set(positions.tolist())) / max(len(expected), 1))
+        points[effective] = {"nprobe": effective, "nlist": params.nlist, "default": float(nprobe == params.nprobe),
+                             "recall": float(np.mean(recalls)), "ms": float(np.median(timings))}
+    return list(points.values())
+
+
+def cheapest(points: list[dict[str, float]], recall: float) -> dict[str, float] | None:
+    """The fastest operating point that reaches ``recall``."""
+    good = [point for point in points if point["recall"] >= recall]
+    return min(good, key=lambda point: point["ms"]) if good else None
+
+
 def mapped_memory(pid: int, markers: dict[str, str]) -> dict[str, dict[str, float]]:
     """Private and shared resident MiB of the mappings of ``pid`` whose path contains a marker, and in total."""
     out = {label: {"private": 0.0, "shared": 0.0} for label in [*markers, "all"]}
@@ -215,8 +263,8 @@ def serve(index: Path, texts: list[str], requests: int, workers: int, threads: i
 
 
 def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: dict, scifact_batch: dict,
-           dense: dict, scifact_dense: dict, served: dict, scifact_served: dict, docs: int,
-           scifact_docs: int, started: float) -> str:
+           dense: dict, scifact_dense: dict, effort: list, scifact_effort: list, served: dict, scifact_served: dict,
+           docs: int, scifact_docs: int, started: float) -> str:
     def mib(value: float) -> str:
         return f"{value / MiB:,.1f}"
 
@@ -269,6 +317,24 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
         params = json.loads((index / "ann" / "manifest.json").read_text())["params"] if row["ann"] else None
         lines.append(f"| {name} | {ann_label(params)} | {row['recall@100']:.3f} | {row['recall@1000']:.3f} | "
                      f"{row['exact_ms']:.1f} | {row['ann_ms']:.1f} | {row['exact_ms'] / row['ann_ms']:.1f}× |")
+    if effort and scifact_effort:
+        lines += ["", f"### Search effort: `--nprobe` at search time, k = {EFFORT_K} (hybrid's dense candidates)", "",
+                  f"The same IVF index searched with other nprobe values (`ff-rank run --nprobe`, "
+                  "`FastForward.set_ann_effort`; no rebuild), one query at a time on ff-serve's path, recall@"
+                  f"{EFFORT_K} against the exact scan ({args.dense_queries} queries):", "",
+                  "| index | nprobe | lists visited | recall | ms/query |", "|---|---|---|---|---|"]
+        for name, points in ((big, effort), ("SciFact", scifact_effort)):
+            for point in points:
+                mark = " (default)" if point["default"] else ""
+                lines.append(f"| {name} | {point['nprobe']:.0f}{mark} | {point['nprobe'] / point['nlist']:.1%} | "
+                             f"{point['recall']:.3f} | {point['ms']:.2f} |")
+        large, small = cheapest(effort, EFFORT_RECALL), cheapest(scifact_effort, EFFORT_RECALL)
+        if large and small:
+            lines += ["", f"The fastest setting with recall@{EFFORT_K} ≥ {EFFORT_RECALL}: {big} nprobe "
+                          f"{large['nprobe']:.0f}, {large['ms']:.2f} ms; SciFact nprobe {small['nprobe']:.0f}, "
+                          f"{small['ms']:.2f} ms: {large['ms'] / small['ms']:.1f}× at equal recall. An IVF search "
+                          "reads a share of the collection's vectors, so its time grows with the collection, as "
+                          "BM25's does."]
     threads = ("1 thread each (ff-serve's default: sync workers, one request at a time per worker)"
                if args.threads == 1 else f"{args.threads} threads each (gthread workers)")
     mapped = ", ".join(f"{seconds:.2f} s" for seconds in served.get("mapped", []))
@@ -300,7 +366,9 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               f"A re-ranking reads its candidates' vectors at random: from a file of {mib(sizes['vectors float32']['bytes'])} "
               f"MiB at {big}, from one of {mib(scifact_sizes['vectors float32']['bytes'])} MiB on SciFact, which "
               "mostly stays in the CPU's caches. The `dense` stage scans the IVF lists it probes: more "
-              "vectors per list as the collection grows (the ANN table above compares it with the exact scan)."]
+              "vectors per list as the collection grows (the ANN table above compares it with the exact scan, the "
+              "search-effort table compares the two collections at equal recall: with the default nprobe, a share "
+              "of the lists, the two searches do not reach the same recall)."]
     lines += ["", "Resident memory of each worker after the requests, by mapped file (MiB; private = pages only "
               "this process maps, shared = pages other processes map too, e.g. the other worker):", "",
               "| index | worker | vectors private / shared | doc-number maps private / shared | ANN private / shared | "
@@ -371,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         print("dense retrieval: ANN vs exact ...", flush=True)
         dense = dense_comparison(args.work / "index", query_files[min(args.batch)], args.dense_queries)
         scifact_dense = dense_comparison(scifact_copy, real, args.dense_queries)
+        print("dense retrieval: search effort ...", flush=True)
+        effort = operating_points(args.work / "index", query_files[min(args.batch)], args.dense_queries, EFFORT_K)
+        scifact_effort = operating_points(scifact_copy, real, args.dense_queries, EFFORT_K)
         print("ff-serve ...", flush=True)
         skip = max(args.batch)  # queries no ff-rank run above used (the server's caches are new anyway)
         texts = read_queries(data)["query"].tolist()[skip:]
@@ -380,11 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         scifact_served = serve(scifact_copy, scifact_texts, args.serve_requests, args.workers, args.threads)
         docs = json.loads((args.work / "index" / "manifest.json").read_text())["bm25"]["documents"]
         scifact_docs = json.loads((scifact_copy / "manifest.json").read_text())["bm25"]["documents"]
-        report = render(args, sizes, scifact_sizes, batch, scifact_batch, dense, scifact_dense, served,
-                        scifact_served, docs, scifact_docs, started)
+        report = render(args, sizes, scifact_sizes, batch, scifact_batch, dense, scifact_dense, effort,
+                        scifact_effort, served, scifact_served, docs, scifact_docs, started)
         (args.out.with_suffix(".json")).write_text(json.dumps(
             {"sizes": sizes, "scifact_sizes": scifact_sizes, "batch": batch, "scifact_batch": scifact_batch,
-             "dense": dense, "scifact_dense": scifact_dense, "served": served, "scifact_served": scifact_served,
+             "dense": dense, "scifact_dense": scifact_dense, "effort": effort, "scifact_effort": scifact_effort,
+             "served": served, "scifact_served": scifact_served,
              "docs": docs, "scifact_docs": scifact_docs}, indent=2, default=str) + "\n")
         args.out.write_text(report)
         print(report)

@@ -22,7 +22,7 @@ is refused with a message to rebuild it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,21 +171,45 @@ class AnnIndex:
                              f"{forward.num_vectors} of dim {forward.dim}")
         return cls(path, manifest, faiss_index, forward)
 
+    def with_effort(self, nprobe: int | None = None, ef_search: int | None = None) -> AnnIndex:
+        """This index searched with another effort than its manifest's (same FAISS index, same pages):
+        ``nprobe`` lists per query (IVF types) or ``ef_search`` (HNSW). ``None`` keeps the built value; a
+        value the type does not have, or one out of range, is refused."""
+        given = {name: value for name, value in (("nprobe", nprobe), ("ef_search", ef_search)) if value is not None}
+        if not given:
+            return self
+        is_hnsw = self.params.type == "hnsw"
+        if ("nprobe" in given and is_hnsw) or ("ef_search" in given and not is_hnsw):
+            flag = "--nprobe" if "nprobe" in given else "--ef-search"
+            raise InputError(f"{self.path}: {flag} does not apply to its {self.params.type} index "
+                             f"(use {'--ef-search' if is_hnsw else '--nprobe'})")
+        params = replace(self.params, **given)
+        problem = check_params(params, self.forward.num_vectors, self.forward.dim)
+        if problem:
+            raise InputError(f"{self.path}: {problem}")
+        return AnnIndex(self.path, {**self.manifest, "params": asdict(params)}, self.faiss_index, self.forward)
+
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """About the best ``k`` rows per query: ``(scores, rows)`` best first, scored by the forward index.
 
         FAISS proposes ``ceil(shortlist * k)`` rows; the forward index scores them exactly. The search widens
         with the rows wanted, as HNSW's ``efSearch`` does: an IVF search visits at least the lists that hold,
         on average, :data:`LIST_COVER` times the wanted rows (``nprobe`` lists alone may hold fewer rows than
-        ``k`` on a small index). Missing entries are row ``-1`` with score ``-inf``.
+        ``k`` on a small index). Missing entries are row ``-1`` with score ``-inf``. The effort travels with
+        each call (FAISS search parameters), so threads searching one index with different efforts do not
+        disturb each other.
         """
+        import faiss
+
         queries = np.ascontiguousarray(query_vectors, dtype=np.float32)
         wanted = min(self.forward.num_vectors, math.ceil(self.params.shortlist * k))
         if self.params.type == "hnsw":
-            self.faiss_index.hnsw.efSearch = max(self.params.ef_search, wanted)
+            settings = faiss.SearchParametersHNSW()
+            settings.efSearch = max(self.params.ef_search, wanted)
         else:
-            self.faiss_index.nprobe = nprobe_for(self.params, wanted, self.forward.num_vectors)
-        _, rows = self.faiss_index.search(queries, wanted)
+            settings = faiss.SearchParametersIVF()
+            settings.nprobe = nprobe_for(self.params, wanted, self.forward.num_vectors)
+        _, rows = self.faiss_index.search(queries, wanted, params=settings)
         return self.forward.rank_rows(queries, rows, k)
 
     def describe(self) -> dict[str, Any]:

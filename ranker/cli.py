@@ -48,6 +48,7 @@ def make_parser() -> argparse.ArgumentParser:
                            "--alpha auto (default: 0, Fast-Forward over BM25's candidates)")
     tune.add_argument("--exact", action="store_true",
                       help="--dense-k: scan every vector even where the index has an ANN index")
+    _add_ann_effort_options(tune)
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_ff_options(tune, with_alpha=False)
 
@@ -120,6 +121,15 @@ def _add_bm25_options(parser: argparse.ArgumentParser) -> None:
                      help="rocchio only: weight of the feedback documents' mean vector, 0 to 1 (beta; default 0.75)")
 
 
+def _add_ann_effort_options(parser: Any) -> None:
+    parser.add_argument("--nprobe", type=int,
+                        help="dense search through an IVF ANN index: visit N lists per query instead of the index's "
+                             "own nprobe (more: higher recall, slower; docs/million.md)")
+    parser.add_argument("--ef-search", type=int, metavar="N",
+                        help="dense search through an HNSW ANN index: explore at least N candidates per query "
+                             "instead of the index's own efSearch")
+
+
 def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True, with_mode: bool = True) -> None:
     group = parser.add_argument_group("Fast-Forward re-ranking")
     if with_alpha and with_mode:
@@ -132,6 +142,7 @@ def _add_ff_options(parser: argparse.ArgumentParser, with_alpha: bool = True, wi
         group.add_argument("--exact", action="store_true",
                            help="dense and hybrid modes: scan every vector even where the index has an ANN index "
                                 "(ff-index ann build)")
+        _add_ann_effort_options(group)
     if with_alpha:
         group.add_argument("--early-stop", type=int, metavar="K",
                            help="return only the top K per query, exactly, skipping vector look-ups that cannot "
@@ -167,14 +178,26 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(str(err)) from None
 
 
+def _check_no_ann_effort(args: argparse.Namespace, applies_to: str) -> None:
+    for flag, value in (("--nprobe", args.nprobe), ("--ef-search", args.ef_search)):
+        if value is not None:
+            raise InputError(f"{flag} sets the dense search: it applies to {applies_to} only")
+
+
 def _open_fast_forward(args: argparse.Namespace) -> FastForward:
     from ranker.fast_forward import FastForward
 
     bm25 = {name: getattr(args, name) for name in ("k1", "b") if hasattr(args, name)}  # rerank has no BM25
+    effort = {name: getattr(args, name, None) for name in ("nprobe", "ef_search")}
+    if any(value is not None for value in effort.values()) and getattr(args, "exact", False):
+        raise InputError("--nprobe and --ef-search set the ANN index's search; --exact scans every vector instead: "
+                         "pass one or the other")
     # A batch job: candidates' vectors are read (pread), not mapped, so a run over a large index does not
     # take the vectors file into its resident memory (ranker.pages.RowReader).
-    return FastForward.open(args.index, encoder=args.encoder, allow_encoder_mismatch=args.allow_encoder_mismatch,
-                            access="pread", **bm25)
+    ff = FastForward.open(args.index, encoder=args.encoder, allow_encoder_mismatch=args.allow_encoder_mismatch,
+                          access="pread", **bm25)
+    ff.set_ann_effort(**effort)
+    return ff
 
 
 PRF_OPTIONS = ("fb_terms", "fb_docs", "original_query_weight", "feedback_weight")
@@ -211,6 +234,8 @@ def _run(args: argparse.Namespace) -> int:
     prf = _prf(args)
     _resolve_alpha(args)
     queries = read_queries(args.queries, split=args.split)
+    if args.mode not in ("dense", "hybrid"):
+        _check_no_ann_effort(args, "--mode dense and hybrid")
     if args.mode in ("ff", "hybrid"):
         _check_early_stop(args)
         if args.mode == "hybrid" and args.dense_k < 1:
@@ -385,6 +410,8 @@ def _tune(args: argparse.Namespace) -> int:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     if args.dense_k < 0:
         raise InputError(f"--dense-k must be at least 0, got {args.dense_k}")
+    if not args.dense_k:
+        _check_no_ann_effort(args, "tuning with --dense-k")
     prf = _prf(args)
     queries = read_queries(args.queries, split=args.split)
     qrels = load_qrels(args.qrels or args.queries, split=args.split)

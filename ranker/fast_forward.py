@@ -105,6 +105,7 @@ class FastForward:
         self._searchers: dict[bool, Any] = {}  # exact or not -> ranker.dense.DenseSearcher
         self._row_map: Any = _UNSET
         self._dense_lock = threading.Lock()
+        self.ann_effort: dict[str, int] = {}  # search-time nprobe / ef_search for the ANN index (set_ann_effort)
 
     @classmethod
     def open(cls, index_dir: str | Path, encoder: str | None = None, k1: float = DEFAULT_K1,
@@ -152,8 +153,30 @@ class FastForward:
         with self._dense_lock:
             if exact not in self._searchers:  # an ANN index covers the vectors as built (live updates: the base)
                 ann = None if exact else AnnIndex.open(self.sparse.index_dir, getattr(self.index, "base", self.index))
-                self._searchers[exact] = DenseSearcher(self.index, ann)
+                self._searchers[exact] = DenseSearcher(self.index, ann and ann.with_effort(**self.ann_effort))
             return self._searchers[exact]
+
+    def set_ann_effort(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Search the ANN index with ``nprobe`` lists per query (IVF types) or ``ef_search`` (HNSW) instead
+        of the values it was built with: recall for time, without rebuilding it (docs/million.md measures
+        both at 1M documents). Checked now: an index without an ANN index, or a value its type does not
+        have or that is out of range, is refused; ``None`` for both restores the built values."""
+        from ranker.ann import AnnIndex, has_ann
+        from ranker.dense import DenseSearcher
+
+        effort = {name: value for name, value in (("nprobe", nprobe), ("ef_search", ef_search)) if value is not None}
+        searcher = None
+        if effort:
+            if not has_ann(self.sparse.index_dir):
+                raise InputError(f"{self.sparse.index_dir}: has no ANN index to search with --nprobe or --ef-search "
+                                 "(build one with ff-index ann build)")
+            ann = AnnIndex.open(self.sparse.index_dir, getattr(self.index, "base", self.index))
+            searcher = DenseSearcher(self.index, ann.with_effort(**effort))
+        with self._dense_lock:
+            self.ann_effort = effort
+            self._searchers.pop(False, None)
+            if searcher is not None:
+                self._searchers[False] = searcher
 
     def dense_search_one(self, query_vector: np.ndarray, k: int = 1000, exact: bool = False
                          ) -> tuple[list[str], np.ndarray]:

@@ -248,3 +248,61 @@ def test_a_given_nlist_gets_the_default_share_of_probes(index):
 
     params = resolve_params(ForwardIndex.open(index), "ivf", nlist=112)
     assert (params.nlist, params.nprobe) == (112, 16)
+
+
+def test_search_effort_trades_recall_for_lists_without_rebuilding(tmp_path, index, queries):
+    """--nprobe at search time: every list gives the exact scan's neighbours, one list fewer of them; the
+    index as built (and its manifest) keep their own nprobe."""
+    from ranker.fast_forward import FastForward
+
+    work = tmp_path / "index"
+    shutil.copytree(index, work)
+    build_ann(work, type="ivf", nlist=32, nprobe=2, progress=False)
+    forward = ForwardIndex.open(work)
+    ann = AnnIndex.open(work, forward)
+    _, exact_rows = exact_top_rows(forward, queries, 10)
+    assert recall(ann.with_effort(nprobe=32).search(queries, k=10)[1], exact_rows) == 1.0
+    assert recall(ann.with_effort(nprobe=1).search(queries, k=10)[1], exact_rows) < 0.9
+    assert ann.params.nprobe == 2 and ann.with_effort() is ann
+    ff = FastForward.open(work)
+    qids = [f"q{i}" for i in range(len(queries))]
+    ff.set_ann_effort(nprobe=32)
+    assert ff.dense_searcher().ann.params.nprobe == 32
+    assert ff.dense_searcher().search(qids, queries, k=10) == ff.dense_searcher(exact=True).search(qids, queries, k=10)
+    ff.set_ann_effort()
+    assert ff.dense_searcher().ann.params.nprobe == 2
+
+
+def test_search_effort_that_does_not_fit_is_refused(tmp_path, index):
+    from ranker.fast_forward import FastForward
+
+    work = tmp_path / "index"
+    shutil.copytree(index, work)
+    ff = FastForward.open(work)
+    with pytest.raises(InputError, match=r"has no ANN index to search with --nprobe or --ef-search"):
+        ff.set_ann_effort(nprobe=4)
+    build_ann(work, type="ivf", nlist=32, progress=False)
+    ann = AnnIndex.open(work, ForwardIndex.open(work))
+    with pytest.raises(InputError) as err:
+        ann.with_effort(nprobe=33)
+    assert str(err.value) == f"{work / 'ann'}: --nprobe 33 must be between 1 and --nlist (32)"
+    with pytest.raises(InputError) as err:
+        ann.with_effort(ef_search=64)
+    assert str(err.value) == f"{work / 'ann'}: --ef-search does not apply to its ivf index (use --nprobe)"
+    ff = FastForward.open(work)
+    with pytest.raises(InputError, match=r"--ef-search does not apply"):
+        ff.set_ann_effort(ef_search=64)
+    assert ff.ann_effort == {}  # refused: nothing changed
+
+
+def test_cli_refuses_search_effort_where_no_ann_search_runs(tmp_path, index, capsys):
+    from ranker.cli import main as ff_rank
+
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\tcell biology\n")
+    base = ["run", "--index", str(index), "--queries", str(queries), "--out", str(tmp_path / "run.trec")]
+    assert ff_rank([*base, "--mode", "ff", "--nprobe", "4"]) == 2
+    assert "--nprobe sets the dense search: it applies to --mode dense and hybrid only" in capsys.readouterr().err
+    assert ff_rank([*base, "--mode", "dense", "--exact", "--ef-search", "64"]) == 2
+    assert "--exact scans every vector instead: pass one or the other" in capsys.readouterr().err
+    assert not (tmp_path / "run.trec").exists()
