@@ -206,6 +206,42 @@ def operating_points(index: Path, queries: Path, n: int, k: int = 100) -> list[d
     return list(points.values())
 
 
+def rerank_breakdown(indexes: dict[str, tuple[Path, list[str]]], n: int, rounds: int = 3) -> dict[str, dict]:
+    """Where ff-serve's ``rerank`` stage spends its time, in one process: ``rerank_hits`` over BM25's 1,000
+    hits (ms per query, median), and the read of the candidates' rows that it includes (one element of each
+    row, then the rows: ``score_positions``' two steps, timed apart on the other half of the queries). The
+    indexes take turns, ``rounds`` times, so that both see the same machine; each keeps its fastest round."""
+    from ranker.fast_forward import FastForward
+
+    opened = {}
+    for name, (index, texts) in indexes.items():
+        ff = FastForward.open(index)
+        ff.map_pages()
+        vectors = ff.encoder(texts[:n])
+        opened[name] = (ff, vectors, [ff.sparse.search_hits(text, k=1000) for text in texts[:n]])
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for name, (ff, vectors, hits) in opened.items():
+            timings: dict[str, list[float]] = {"rerank": [], "touch": [], "gather": []}
+            for i, (vector, (docs, scores)) in enumerate(zip(vectors, hits)):
+                if i % 2 == 0:  # every other query re-ranked, the others' rows read: each read finds them cold
+                    start = time.perf_counter()
+                    ff.rerank_hits(vector, docs, scores, k=10)
+                    timings["rerank"].append(time.perf_counter() - start)
+                    continue
+                rows = ff.row_map.rows[np.asarray(docs, dtype=np.int64)]
+                start = time.perf_counter()
+                ff.index.vectors[rows, 0]
+                timings["touch"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                np.take(ff.index.vectors, rows, axis=0)
+                timings["gather"].append(time.perf_counter() - start)
+            result = {stage: 1000 * float(np.median(values)) for stage, values in timings.items()}
+            if name not in best or result["rerank"] < best[name]["rerank"]:
+                best[name] = result
+    return best
+
+
 def cheapest(points: list[dict[str, float]], recall: float) -> dict[str, float] | None:
     """The fastest operating point that reaches ``recall``."""
     good = [point for point in points if point["recall"] >= recall]
@@ -264,7 +300,7 @@ def serve(index: Path, texts: list[str], requests: int, workers: int, threads: i
 
 def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: dict, scifact_batch: dict,
            dense: dict, scifact_dense: dict, effort: list, scifact_effort: list, served: dict, scifact_served: dict,
-           docs: int, scifact_docs: int, started: float) -> str:
+           breakdown: dict, docs: int, scifact_docs: int, started: float) -> str:
     def mib(value: float) -> str:
         return f"{value / MiB:,.1f}"
 
@@ -369,6 +405,26 @@ def render(args: argparse.Namespace, sizes: dict, scifact_sizes: dict, batch: di
               "vectors per list as the collection grows (the ANN table above compares it with the exact scan, the "
               "search-effort table compares the two collections at equal recall: with the default nprobe, a share "
               "of the lists, the two searches do not reach the same recall)."]
+    if breakdown:
+        large, small = breakdown["large"], breakdown["SciFact"]
+        lines += ["", f"Where the re-ranking's time goes, in one process (`rerank_hits` over BM25's 1,000 hits, "
+                      f"{args.breakdown_queries // 2} queries; the two indexes take turns, three rounds, the fastest "
+                      "kept), with the read of the candidates' rows that it includes, timed apart on other queries:",
+                  "", "| index | rerank ms | of which reading the rows: first elements + rows ms | the rest ms |",
+                  "|---|---|---|---|"]
+        for name, row in ((big, large), ("SciFact", small)):
+            read = row["touch"] + row["gather"]
+            lines.append(f"| {name} | {row['rerank']:.3f} | {row['touch']:.3f} + {row['gather']:.3f} = {read:.3f} | "
+                         f"{row['rerank'] - read:.3f} |")
+        extra = large["rerank"] - small["rerank"]
+        extra_read = large["touch"] + large["gather"] - small["touch"] - small["gather"]
+        lines += ["", f"{big} re-ranks in {large['rerank'] / small['rerank']:.2f}× SciFact's time here; reading the "
+                      f"rows accounts for {extra_read:.3f} of the {extra:.3f} ms between them "
+                      f"({extra_read / extra:.0%}): 1,000 rows at random from a {mib(sizes['vectors float32']['bytes'])} "
+                      "MiB file cost a cache and TLB miss each, where SciFact's "
+                      f"{mib(scifact_sizes['vectors float32']['bytes'])} MiB stay in the CPU's caches. The ratio is "
+                      "the memory's latency against the caches', not work that grows with the collection."
+                  if extra > 0 else f"{big} re-ranks as fast as SciFact here."]
     lines += ["", "Resident memory of each worker after the requests, by mapped file (MiB; private = pages only "
               "this process maps, shared = pages other processes map too, e.g. the other worker):", "",
               "| index | worker | vectors private / shared | doc-number maps private / shared | ANN private / shared | "
@@ -402,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="queries generated (default 8,200: the largest --batch plus the server's requests)")
     parser.add_argument("--batch", type=int, nargs=2, default=[1000, 7000], help="query counts for ff-rank run")
     parser.add_argument("--dense-queries", type=int, default=100, help="queries for ANN vs exact (default 100)")
+    parser.add_argument("--breakdown-queries", type=int, default=400,
+                        help="queries for the re-ranking breakdown, half re-ranked, half read (default 400)")
     parser.add_argument("--serve-requests", type=int, default=300, help="requests per concurrency (default 300)")
     parser.add_argument("--workers", type=int, default=2, help="ff-serve --workers (default: 2)")
     parser.add_argument("--threads", type=int, default=1,
@@ -442,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         print("dense retrieval: search effort ...", flush=True)
         effort = operating_points(args.work / "index", query_files[min(args.batch)], args.dense_queries, EFFORT_K)
         scifact_effort = operating_points(scifact_copy, real, args.dense_queries, EFFORT_K)
+        print("re-ranking: where the time goes ...", flush=True)
+        breakdown = rerank_breakdown({"large": (args.work / "index", read_queries(data)["query"].tolist()),
+                                      "SciFact": (scifact_copy, read_queries(real)["query"].tolist())},
+                                     args.breakdown_queries)
         print("ff-serve ...", flush=True)
         skip = max(args.batch)  # queries no ff-rank run above used (the server's caches are new anyway)
         texts = read_queries(data)["query"].tolist()[skip:]
@@ -452,11 +514,11 @@ def main(argv: list[str] | None = None) -> int:
         docs = json.loads((args.work / "index" / "manifest.json").read_text())["bm25"]["documents"]
         scifact_docs = json.loads((scifact_copy / "manifest.json").read_text())["bm25"]["documents"]
         report = render(args, sizes, scifact_sizes, batch, scifact_batch, dense, scifact_dense, effort,
-                        scifact_effort, served, scifact_served, docs, scifact_docs, started)
+                        scifact_effort, served, scifact_served, breakdown, docs, scifact_docs, started)
         (args.out.with_suffix(".json")).write_text(json.dumps(
             {"sizes": sizes, "scifact_sizes": scifact_sizes, "batch": batch, "scifact_batch": scifact_batch,
              "dense": dense, "scifact_dense": scifact_dense, "effort": effort, "scifact_effort": scifact_effort,
-             "served": served, "scifact_served": scifact_served,
+             "rerank_breakdown": breakdown, "served": served, "scifact_served": scifact_served,
              "docs": docs, "scifact_docs": scifact_docs}, indent=2, default=str) + "\n")
         args.out.write_text(report)
         print(report)
