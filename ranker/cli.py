@@ -122,7 +122,7 @@ def _add_bm25_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_ann_effort_options(parser: Any) -> None:
-    parser.add_argument("--nprobe", type=int,
+    parser.add_argument("--nprobe", type=int, metavar="N",
                         help="dense search through an IVF ANN index: visit N lists per query instead of the index's "
                              "own nprobe (more: higher recall, slower; docs/million.md)")
     parser.add_argument("--ef-search", type=int, metavar="N",
