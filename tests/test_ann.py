@@ -251,7 +251,7 @@ def test_a_given_nlist_gets_the_default_share_of_probes(index):
 
 
 def test_search_effort_trades_recall_for_lists_without_rebuilding(tmp_path, index, queries):
-    """--nprobe at search time: every list gives the exact scan's neighbours, one list fewer of them; the
+    """--nprobe at search time: every list finds the exact scan's neighbours, a single list fewer of them; the
     index as built (and its manifest) keep their own nprobe."""
     from ranker.fast_forward import FastForward
 
