@@ -146,32 +146,36 @@ class FastForward:
     def dense_searcher(self, exact: bool = False) -> Any:
         """The :class:`ranker.dense.DenseSearcher` of this index: through its ANN index (``ff-index ann
         build``) when it has one, unless ``exact``; else an exact scan of every vector."""
-        from ranker.ann import AnnIndex, has_ann
+        from ranker.ann import has_ann
         from ranker.dense import DenseSearcher
 
         exact = exact or not has_ann(self.sparse.index_dir)
         with self._dense_lock:
-            if exact not in self._searchers:  # an ANN index covers the vectors as built (live updates: the base)
-                ann = None if exact else AnnIndex.open(self.sparse.index_dir, getattr(self.index, "base", self.index))
-                self._searchers[exact] = DenseSearcher(self.index, ann and ann.with_effort(**self.ann_effort))
+            if exact not in self._searchers:
+                self._searchers[exact] = DenseSearcher(self.index) if exact else self._ann_searcher(self.ann_effort)
             return self._searchers[exact]
+
+    def _ann_searcher(self, effort: dict[str, int]) -> Any:
+        """A :class:`ranker.dense.DenseSearcher` through the index's ANN index, searched with ``effort``
+        (:meth:`AnnIndex.with_effort`). The ANN index covers the vectors as built (live updates: the base)."""
+        from ranker.ann import AnnIndex
+        from ranker.dense import DenseSearcher
+
+        ann = AnnIndex.open(self.sparse.index_dir, getattr(self.index, "base", self.index))
+        return DenseSearcher(self.index, ann.with_effort(**effort))
 
     def set_ann_effort(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Search the ANN index with ``nprobe`` lists per query (IVF types) or ``ef_search`` (HNSW) instead
         of the values it was built with: recall for time, without rebuilding it (docs/million.md measures
         both at 1M documents). Checked now: an index without an ANN index, or a value its type does not
         have or that is out of range, is refused; ``None`` for both restores the built values."""
-        from ranker.ann import AnnIndex, has_ann
-        from ranker.dense import DenseSearcher
+        from ranker.ann import has_ann
 
         effort = {name: value for name, value in (("nprobe", nprobe), ("ef_search", ef_search)) if value is not None}
-        searcher = None
-        if effort:
-            if not has_ann(self.sparse.index_dir):
-                raise InputError(f"{self.sparse.index_dir}: has no ANN index to search with --nprobe or --ef-search "
-                                 "(build one with ff-index ann build)")
-            ann = AnnIndex.open(self.sparse.index_dir, getattr(self.index, "base", self.index))
-            searcher = DenseSearcher(self.index, ann.with_effort(**effort))
+        if effort and not has_ann(self.sparse.index_dir):
+            raise InputError(f"{self.sparse.index_dir}: has no ANN index to search with --nprobe or --ef-search "
+                             "(build one with ff-index ann build)")
+        searcher = self._ann_searcher(effort) if effort else None  # opened now: a bad value is refused here
         with self._dense_lock:
             self.ann_effort = effort
             self._searchers.pop(False, None)
